@@ -1,0 +1,368 @@
+"""The ``blockimage`` command line (CONTRACT.md: Commands). Thin: parse, call Node, render.
+
+Exit status: 0 when the command did its job (a verdict of ``tampered`` or ``unknown`` included),
+1 for a problem with the input or a failed integrity check (one line on stderr), 2 for usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .config import ConfigError
+from .imaging import InvalidImageError
+from .keys import OWNER_NAME_RE, InvalidOwnerError
+from .ledger import AuditFailure, LedgerError, RecordNotFoundError
+from .node import BackendUnavailableError, DuplicateContentError, Node
+from .records import RECORD_ID_RE, Receipt, Record, RecordFormatError, Verdict
+from .storage import StorageError
+from .storage.unixfs import parse_cid
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Failures that are the user's input or the state they asked about: exit 1, one line.
+_USER_ERRORS = (
+    InvalidImageError,
+    InvalidOwnerError,
+    DuplicateContentError,
+    RecordNotFoundError,
+    AuditFailure,
+    ConfigError,
+    BackendUnavailableError,
+    StorageError,
+    LedgerError,
+    RecordFormatError,
+)
+
+
+class OwnerName(click.ParamType):
+    name = "owner"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        if not OWNER_NAME_RE.match(str(value)):
+            self.fail(
+                f"{value!r} is not a valid owner name (1-64 of letters, digits, '.', '_', '@', "
+                "'-', starting with a letter or digit)",
+                param,
+                ctx,
+            )
+        return str(value)
+
+
+class RecordId(click.ParamType):
+    name = "record_id"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).lower()
+        if not RECORD_ID_RE.match(text):
+            self.fail(f"{value!r} is not a record id (16 hex digits)", param, ctx)
+        return text
+
+
+class Cid(click.ParamType):
+    name = "cid"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            parse_cid(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+def _common(f: F) -> F:
+    """--home and --json on every subcommand (they may also be given before it)."""
+    f = click.option(
+        "--json", "as_json", is_flag=True, default=None, help="Print one JSON document."
+    )(f)
+    f = click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Node home (default $BLOCKIMAGE_HOME or ~/.blockimage).",
+    )(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Node home (default $BLOCKIMAGE_HOME or ~/.blockimage).",
+)
+@click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON document.")
+@click.version_option(__version__, prog_name="blockimage")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, as_json: bool) -> None:
+    """BlockImage: register images and verify where they came from and whether they changed."""
+    ctx.obj = {"home": home, "json": as_json}
+
+
+def _opts(ctx: click.Context, home: Path | None, as_json: bool | None) -> tuple[Path | None, bool]:
+    root = ctx.find_root().obj or {}
+    return (
+        home if home is not None else root.get("home"),
+        as_json if as_json is not None else bool(root.get("json")),
+    )
+
+
+@contextmanager
+def _node(home: Path | None) -> Iterator[Node]:
+    with _errors():
+        node = Node(home)
+    try:
+        with _errors():
+            yield node
+    finally:
+        node.close()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except _USER_ERRORS as exc:
+        click.echo(f"blockimage: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("blockimage: interrupted", err=True)
+        sys.exit(130)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# -- init -----------------------------------------------------------------------------------------
+@cli.command()
+@_common
+@click.pass_context
+def init(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
+    """Create the node home (keys, config, empty ledger and store)."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        if as_json:
+            _print_json({"home": str(node.home), "node_public_key": node.node_public_key})
+        else:
+            click.echo(f"home: {node.home}")
+            click.echo(f"node public key: {node.node_public_key}")
+
+
+# -- register -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--owner", required=True, type=OwnerName(), help="Owner name (key kept in home).")
+@click.option(
+    "--parent", type=RecordId(), default=None, help="Register as a derivative of this record."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the registered images (default: beside each input).",
+)
+@_common
+@click.pass_context
+def register(
+    ctx: click.Context,
+    images: tuple[Path, ...],
+    owner: str,
+    parent: str | None,
+    out: Path | None,
+    home: Path | None,
+    as_json: bool | None,
+) -> None:
+    """Register IMAGE(s): watermark, analyse, fingerprint, store, record.
+
+    With --json, one receipt object for one image, a list of receipts for several.
+    """
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        receipts: list[Receipt] = []
+        for i, image in enumerate(images, 1):
+            if len(images) > 1:
+                click.echo(f"[{i}/{len(images)}] registering {image}", err=True)
+            receipts.append(node.register(image, owner=owner, parent=parent, out=out))
+            if not as_json:
+                _print_receipt(receipts[-1])
+        if as_json:
+            docs = [r.to_dict() for r in receipts]
+            _print_json(docs[0] if len(docs) == 1 else docs)
+
+
+def _print_receipt(r: Receipt) -> None:
+    rec = r.record
+    click.echo(f"registered {rec.record_id}")
+    click.echo(f"  owner      {rec.owner}")
+    click.echo(f"  created    {rec.created_at}")
+    click.echo(f"  cid        {rec.cid}")
+    click.echo(f"  sha256     {rec.sha256_file}")
+    click.echo(f"  pdq        {rec.pdq} (quality {rec.pdq_quality})")
+    if rec.watermark:
+        wm = rec.watermark
+        click.echo(f"  watermark  PSNR {wm.psnr:.1f} dB, SSIM {wm.ssim:.4f}, NC {wm.nc:.3f}")
+    if rec.tags:
+        click.echo("  tags       " + ", ".join(f"{t.label} {t.score:.2f}" for t in rec.tags))
+    if rec.parent:
+        click.echo(f"  parent     {rec.parent}")
+    click.echo(f"  log        leaf {r.log.leaf_index} of {r.log.tree_size}, root {r.log.root_hash}")
+    if r.output:
+        click.echo(f"  output     {r.output}")
+
+
+# -- verify ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@_common
+@click.pass_context
+def verify(ctx: click.Context, image: Path, home: Path | None, as_json: bool | None) -> None:
+    """Find the registered record IMAGE comes from and judge it."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        verdict = node.verify(image)
+        if as_json:
+            _print_json(verdict.to_dict())
+        else:
+            _print_verdict(verdict)
+
+
+def _print_verdict(v: Verdict) -> None:
+    click.echo(f"verdict: {v.verdict.upper()}")
+    if v.record:
+        rec = v.record.record
+        click.echo(f"  record     {rec.record_id} (matched by {v.matched_by})")
+        click.echo(f"  owner      {rec.owner}, registered {rec.created_at}")
+        click.echo(f"  cid        {rec.cid}")
+    sim = {k: val for k, val in vars(v.similarity).items() if val is not None}
+    if sim:
+        click.echo("  similarity " + ", ".join(f"{k}={val}" for k, val in sim.items()))
+    for region in v.regions:
+        click.echo(
+            f"  region     x={region.x} y={region.y} w={region.w} h={region.h} "
+            f"score={region.score:.2f}"
+        )
+    if v.blind_tamper_score is not None:
+        click.echo(f"  blind tamper score {v.blind_tamper_score:.2f}")
+    for line in v.explanation:
+        click.echo(f"  - {line}")
+    if len(v.history) > 1:
+        click.echo("  history:")
+        for rec in v.history:
+            click.echo(
+                f"    {rec.created_at} {rec.record_id} by {rec.owner}"
+                + (f" (derived from {rec.parent})" if rec.parent else "")
+            )
+
+
+# -- history --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("record_id", type=RecordId())
+@_common
+@click.pass_context
+def history(ctx: click.Context, record_id: str, home: Path | None, as_json: bool | None) -> None:
+    """The record RECORD_ID and every later event about it (derivatives)."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        records = node.history(record_id)
+        if as_json:
+            _print_json([r.to_dict() for r in records])
+        else:
+            for rec in records:
+                _print_record_line(rec)
+
+
+def _print_record_line(rec: Record) -> None:
+    kind = f"derivative of {rec.parent}" if rec.parent else "original"
+    click.echo(f"{rec.created_at}  {rec.record_id}  {rec.owner:<16} {kind:<28} {rec.cid}")
+
+
+# -- get ------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("cid", type=Cid())
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+@_common
+@click.pass_context
+def get(
+    ctx: click.Context, cid: str, output: Path | None, home: Path | None, as_json: bool | None
+) -> None:
+    """Print the bytes stored under CID (every block re-hashed on the way)."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        data = node.get(cid)
+        if output is not None:
+            tmp = output.with_name(f".{output.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(output)
+        if as_json:
+            _print_json({"cid": cid, "size": len(data), "output": str(output) if output else None})
+        elif output is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+
+
+# -- audit ----------------------------------------------------------------------------------------
+@cli.command()
+@_common
+@click.pass_context
+def audit(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
+    """Re-verify the whole ledger and every stored image it points to."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        try:
+            report = node.audit()
+        except AuditFailure as exc:
+            if as_json:
+                _print_json({"ok": False, "fault": str(exc)})
+            click.echo(f"blockimage: audit FAILED: {exc}", err=True)
+            sys.exit(1)
+        if as_json:
+            _print_json({"ok": True, **vars(report)})
+        else:
+            click.echo(
+                f"ok: {report.records_checked} records, {report.checkpoints_checked} "
+                f"checkpoints, {report.cids_checked} stored images verified"
+            )
+            click.echo(f"tree size {report.tree_size}, root {report.root_hash}")
+
+
+# -- demo -----------------------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to put the demo's home and images (default: a new temporary folder).",
+)
+@_common
+@click.pass_context
+def demo(ctx: click.Context, workdir: Path | None, home: Path | None, as_json: bool | None) -> None:
+    """Register sample photos, make re-encoded and edited copies, verify them, print a table."""
+    from .demo import run_demo
+
+    _, as_json = _opts(ctx, home, as_json)
+    with _errors():
+        rows = run_demo(workdir, home=home, progress=lambda m: click.echo(m, err=True))
+    if as_json:
+        _print_json([row.__dict__ for row in rows])
+
+
+def main() -> None:
+    cli(prog_name="blockimage")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Settings of a node: its home directory, backends and limits.
+
+Read from ``config.toml`` in the home; environment variables (``BLOCKIMAGE_*``) win.
+The home is ``--home``, else ``$BLOCKIMAGE_HOME``, else ``~/.blockimage``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from .imaging import DEFAULT_MAX_PIXELS
+
+__all__ = ["Settings", "ConfigError", "resolve_home", "load_settings", "DEFAULT_CONFIG"]
+
+STORAGE_BACKENDS = ("local", "kubo")
+LEDGER_BACKENDS = ("merkle", "fabric")
+
+DEFAULT_CONFIG = f"""\
+# BlockImage node configuration. Environment variables BLOCKIMAGE_* override these.
+
+[storage]
+backend = "local"                    # "local" (embedded blockstore) or "kubo"
+kubo_api = "http://127.0.0.1:5001"   # used when backend = "kubo"
+
+[ledger]
+backend = "merkle"                   # "merkle" (embedded log) or "fabric"
+
+[limits]
+max_pixels = {DEFAULT_MAX_PIXELS}            # decompression-bomb guard (width x height)
+max_file_bytes = 268435456           # largest input file read (256 MiB)
+"""
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment variable has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    storage: str = "local"
+    kubo_api: str = "http://127.0.0.1:5001"
+    ledger: str = "merkle"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_bytes: int = 256 * 1024 * 1024
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    if home is not None:
+        return Path(home).expanduser()
+    env = os.environ.get("BLOCKIMAGE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.blockimage").expanduser()
+
+
+def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    settings = Settings(home=home)
+    path = home / "config.toml"
+    if path.exists():
+        try:
+            doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        storage, ledger, limits = (doc.get(k, {}) for k in ("storage", "ledger", "limits"))
+        settings = replace(
+            settings,
+            storage=storage.get("backend", settings.storage),
+            kubo_api=storage.get("kubo_api", settings.kubo_api),
+            ledger=ledger.get("backend", settings.ledger),
+            max_pixels=limits.get("max_pixels", settings.max_pixels),
+            max_file_bytes=limits.get("max_file_bytes", settings.max_file_bytes),
+        )
+    overrides: dict[str, Any] = {}
+    for name, var in (
+        ("storage", "BLOCKIMAGE_STORAGE"),
+        ("kubo_api", "BLOCKIMAGE_KUBO_API"),
+        ("ledger", "BLOCKIMAGE_LEDGER"),
+        ("max_pixels", "BLOCKIMAGE_MAX_PIXELS"),
+        ("max_file_bytes", "BLOCKIMAGE_MAX_FILE_BYTES"),
+    ):
+        if env.get(var):
+            overrides[name] = env[var]
+    settings = replace(settings, **overrides)
+    return _checked(settings)
+
+
+def _checked(s: Settings) -> Settings:
+    if s.storage not in STORAGE_BACKENDS:
+        raise ConfigError(f"storage backend {s.storage!r} is not one of {STORAGE_BACKENDS}")
+    if s.ledger not in LEDGER_BACKENDS:
+        raise ConfigError(f"ledger backend {s.ledger!r} is not one of {LEDGER_BACKENDS}")
+    try:
+        max_pixels, max_bytes = int(s.max_pixels), int(s.max_file_bytes)
+    except (TypeError, ValueError):
+        raise ConfigError("max_pixels and max_file_bytes must be integers") from None
+    if max_pixels <= 0 or max_bytes <= 0:
+        raise ConfigError("max_pixels and max_file_bytes must be positive")
+    return replace(s, max_pixels=max_pixels, max_file_bytes=max_bytes)

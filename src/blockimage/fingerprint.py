@@ -1,0 +1,72 @@
+"""Fingerprints of an image: SHA-256 of the file, SHA-256 of the pixels, and PDQ.
+
+PDQ is Meta's 256-bit perceptual hash (ThreatExchange, ``hashing/hashing.pdf``), computed by the
+``pdqhash`` package. Its hex form follows ThreatExchange's convention: the first bit of the hash
+vector is the most significant bit of the 64-digit hex string. Two hashes within Hamming distance
+31 are a match (Meta's recommended threshold); hashes of quality below 50 are unreliable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pdqhash
+
+__all__ = [
+    "PDQ_MATCH_THRESHOLD",
+    "PDQ_MIN_QUALITY",
+    "Fingerprint",
+    "file_sha256",
+    "pixel_sha256",
+    "pdq_hash",
+    "pdq_distance",
+    "fingerprint",
+]
+
+PDQ_MATCH_THRESHOLD = 31
+PDQ_MIN_QUALITY = 50
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    sha256_file: str
+    sha256_pixels: str
+    pdq: str
+    pdq_quality: int
+
+
+def file_sha256(data: bytes) -> str:
+    """Hex SHA-256 of the file's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def pixel_sha256(pixels: np.ndarray) -> str:
+    """Hex SHA-256 of an RGB uint8 image, row-major (H, W, channel) order."""
+    _check_rgb(pixels)
+    return hashlib.sha256(np.ascontiguousarray(pixels).data).hexdigest()
+
+
+def pdq_hash(pixels: np.ndarray) -> tuple[str, int]:
+    """PDQ hash of an RGB uint8 image as (64 hex digits, quality 0-100)."""
+    _check_rgb(pixels)
+    vector, quality = pdqhash.compute(np.ascontiguousarray(pixels))
+    bits = np.asarray(vector, dtype=np.uint8)
+    return np.packbits(bits).tobytes().hex(), int(quality)
+
+
+def pdq_distance(a: str, b: str) -> int:
+    """Hamming distance between two PDQ hashes in hex."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def fingerprint(data: bytes, pixels: np.ndarray) -> Fingerprint:
+    """All three fingerprints of an image file and its decoded pixels."""
+    pdq, quality = pdq_hash(pixels)
+    return Fingerprint(file_sha256(data), pixel_sha256(pixels), pdq, quality)
+
+
+def _check_rgb(pixels: np.ndarray) -> None:
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")

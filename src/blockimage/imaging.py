@@ -1,0 +1,165 @@
+"""Safe decoding of untrusted image bytes into RGB uint8 arrays, and encoding back to bytes.
+
+Decoding follows a whitelist of formats (JPEG, PNG, WebP, TIFF), refuses images whose pixel
+count exceeds a limit *before* decompressing them (decompression-bomb guard), applies the EXIF
+orientation, and converts to RGB. Anything else raises :class:`InvalidImageError` with a message
+a user can act on. No disk or network I/O: bytes in, arrays out.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "DecodedImage",
+    "InvalidImageError",
+    "decode_image",
+    "encode_image",
+    "media_type_of",
+]
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+DEFAULT_MAX_PIXELS = 100_000_000
+_MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+}
+
+
+class InvalidImageError(ValueError):
+    """The input is not an image we accept: unreadable, truncated, unsupported or too large."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels of a decoded image (H x W x 3, uint8, EXIF orientation applied) and its format."""
+
+    pixels: np.ndarray
+    format: str
+    lossless: bool
+
+    @property
+    def media_type(self) -> str:
+        return media_type_of(self.format)
+
+
+def media_type_of(fmt: str) -> str:
+    return _MEDIA_TYPES[fmt]
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode ``data`` into an RGB uint8 array.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+    max_pixels : int, keyword-only
+        Largest accepted width x height, checked from the header before decompressing.
+
+    Returns
+    -------
+    DecodedImage
+
+    Raises
+    ------
+    InvalidImageError
+        Empty input, not an image, a format outside :data:`ALLOWED_FORMATS`, too many pixels,
+        or a truncated / corrupt file.
+    """
+    if not data:
+        raise InvalidImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and at 2x raises) on large images; our own limit below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=None)
+    except UnidentifiedImageError:
+        raise InvalidImageError("not an image (unrecognised file format)") from None
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"image too large: {exc}") from None
+    except OSError as exc:
+        raise InvalidImageError(f"unreadable image: {exc}") from None
+    with image:
+        fmt = image.format or ""
+        if fmt not in ALLOWED_FORMATS:
+            raise InvalidImageError(
+                f"unsupported image format {fmt or 'unknown'}; accepted: JPEG, PNG, WebP, TIFF"
+            )
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise InvalidImageError("image has no pixels")
+        if width * height > max_pixels:
+            raise InvalidImageError(
+                f"image too large: {width}x{height} = {width * height:,} pixels, "
+                f"limit is {max_pixels:,}"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image.load()
+                lossless = _is_lossless(image)
+                oriented = ImageOps.exif_transpose(image)
+                rgb = _to_rgb(oriented)
+        except Image.DecompressionBombError as exc:
+            raise InvalidImageError(f"image too large: {exc}") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidImageError(f"corrupt or truncated {fmt} image: {exc}") from None
+    pixels = np.asarray(rgb, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise InvalidImageError(f"could not convert the image to RGB (shape {pixels.shape})")
+    return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt, lossless=lossless)
+
+
+def _is_lossless(image: Image.Image) -> bool:
+    if image.format == "JPEG":
+        return False
+    if image.format == "WEBP":
+        return bool(getattr(image, "info", {}).get("lossless", False))
+    return True
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite onto white so transparent areas hash and display consistently.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clip.
+        arr = np.asarray(image, dtype=np.uint32)
+        grey = (arr >> 8).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return image.convert("RGB")
+
+
+def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
+    """Encode an RGB uint8 array as ``fmt`` (PNG, JPEG, WEBP or TIFF).
+
+    JPEG is written at ``quality`` with 4:4:4 chroma (no subsampling) so that a watermark in
+    the luminance and colour detail survive; WebP and TIFF are written lossless.
+    """
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")
+    image = Image.fromarray(pixels, "RGB")
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(out, "JPEG", quality=quality, subsampling=0, optimize=True)
+    elif fmt == "PNG":
+        image.save(out, "PNG", optimize=False, compress_level=6)
+    elif fmt == "WEBP":
+        image.save(out, "WEBP", lossless=True, quality=100, method=4)
+    elif fmt == "TIFF":
+        image.save(out, "TIFF", compression="tiff_deflate")
+    else:
+        raise ValueError(f"cannot encode format {fmt!r}")
+    return out.getvalue()

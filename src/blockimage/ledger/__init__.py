@@ -1,0 +1,89 @@
+"""The tamper-evident ledger of signed records.
+
+Every backend implements :class:`Ledger` and passes the same contract tests. The embedded
+default is :class:`~blockimage.ledger.log.MerkleLog`, an append-only RFC 9162 Merkle log in
+SQLite with signed checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..records import LogProof, Record
+
+__all__ = [
+    "Ledger",
+    "LedgerError",
+    "DuplicateRecordError",
+    "RecordNotFoundError",
+    "AuditFailure",
+    "AuditReport",
+]
+
+
+class LedgerError(RuntimeError):
+    """The ledger refused or failed an operation."""
+
+
+class DuplicateRecordError(LedgerError):
+    """A record with this id is already on the ledger."""
+
+
+class RecordNotFoundError(LedgerError, KeyError):
+    """No record with this id is on the ledger."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "record not found"
+
+
+class AuditFailure(LedgerError):
+    """The ledger (or the storage it points to) failed an integrity check.
+
+    The message names the first fault precisely: which leaf / checkpoint / CID, expected vs found.
+    """
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    tree_size: int
+    root_hash: str
+    checkpoints_checked: int
+    records_checked: int
+    cids_checked: int = 0
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    def append(self, record: Record) -> LogProof:
+        """Append a signed record atomically; return its inclusion proof at the new size."""
+        ...
+
+    def get(self, record_id: str) -> Record:
+        """The record with this id; raises :class:`RecordNotFoundError`."""
+        ...
+
+    def proof(self, record_id: str) -> LogProof:
+        """Inclusion proof of the record against the latest checkpoint."""
+        ...
+
+    def find_by_sha256(self, digest: str) -> list[Record]:
+        """Records whose file, pixel or original-file SHA-256 equals ``digest``."""
+        ...
+
+    def by_owner(self, owner: str) -> list[Record]: ...
+
+    def history(self, record_id: str) -> list[Record]:
+        """The record, then every later record derived from it (transitively), in log order."""
+        ...
+
+    def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
+        """(leaf index, record) pairs in log order from ``start``."""
+        ...
+
+    def size(self) -> int: ...
+
+    def audit(self) -> AuditReport:
+        """Re-verify every record and the tree; raise :class:`AuditFailure` at the first fault."""
+        ...

@@ -1,0 +1,352 @@
+"""The embedded ledger: an append-only RFC 9162 Merkle log of signed records, in SQLite.
+
+Tables (ledger.db):
+- ``leaves``: one row per record, in log order — the exact leaf bytes (the record's canonical
+  signed JSON) plus lookup columns copied from it (record id, hashes, owner, parent, CID).
+- ``nodes``: the hash of every *perfect* subtree (level, index); level 0 holds leaf hashes.
+  Any MTH(D[a:b]) the RFC needs decomposes into O(log n) of these.
+- ``checkpoints``: the signed tree head (C2SP signed note) issued after every append.
+
+An append runs in one ``BEGIN IMMEDIATE`` transaction (leaf, new nodes, checkpoint), so
+concurrent writers serialise and a crash leaves the whole record or none. ``synchronous=FULL``
+in WAL mode makes a committed append durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..records import (
+    InvalidRecordSignatureError,
+    LogProof,
+    Record,
+    RecordFormatError,
+    verify_record_signature,
+)
+from . import AuditFailure, AuditReport, DuplicateRecordError, LedgerError, RecordNotFoundError
+from .checkpoint import Checkpoint, InvalidCheckpointError, open_checkpoint, sign_checkpoint
+from .merkle import (
+    EMPTY_ROOT,
+    RootAccumulator,
+    consistency_path,
+    inclusion_path,
+    largest_power_of_two_below,
+    leaf_hash,
+    node_hash,
+)
+
+__all__ = ["MerkleLog"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leaves (
+    leaf_index INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    record_id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    sha256_file TEXT NOT NULL,
+    sha256_pixels TEXT NOT NULL,
+    original_sha256_file TEXT NOT NULL,
+    parent TEXT,
+    cid TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leaves_sha256_file ON leaves(sha256_file);
+CREATE INDEX IF NOT EXISTS leaves_sha256_pixels ON leaves(sha256_pixels);
+CREATE INDEX IF NOT EXISTS leaves_original ON leaves(original_sha256_file);
+CREATE INDEX IF NOT EXISTS leaves_owner ON leaves(owner);
+CREATE INDEX IF NOT EXISTS leaves_parent ON leaves(parent);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    root_hash BLOB NOT NULL,
+    note TEXT NOT NULL
+);
+"""
+_LOOKUP_COLUMNS = (
+    "record_id",
+    "owner",
+    "sha256_file",
+    "sha256_pixels",
+    "original_sha256_file",
+    "parent",
+    "cid",
+)
+
+
+class MerkleLog:
+    """A :class:`~blockimage.ledger.Ledger` backed by SQLite.
+
+    Parameters
+    ----------
+    path : Path
+        The SQLite database file (created if missing).
+    node_key : Ed25519PrivateKey
+        Signs checkpoints.
+    origin : str
+        The log's name in its checkpoints (also the signer name).
+    """
+
+    def __init__(self, path: Path, node_key: Ed25519PrivateKey, *, origin: str) -> None:
+        self.path = Path(path)
+        self._key = node_key
+        self._public = node_key.public_key().public_bytes_raw()
+        self.origin = origin
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.path} has schema version {version}; this BlockImage knows {_SCHEMA_VERSION}"
+            )
+        if version < _SCHEMA_VERSION:
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- transactions -----------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            else:
+                self.db.execute("ROLLBACK")
+
+    def _transaction(self) -> MerkleLog._Tx:
+        return MerkleLog._Tx(self._db)
+
+    # -- Ledger -----------------------------------------------------------------------------------
+    def size(self) -> int:
+        row = self._db.execute("SELECT MAX(leaf_index) FROM leaves").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def append(self, record: Record) -> LogProof:
+        record.check_form()
+        verify_record_signature(record)
+        leaf = record.leaf_bytes()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM leaves WHERE record_id=?", (record.record_id,)).fetchone():
+                raise DuplicateRecordError(f"record {record.record_id} is already on the ledger")
+            index = self.size()
+            db.execute(
+                "INSERT INTO leaves (leaf_index, leaf, record_id, owner, sha256_file, "
+                "sha256_pixels, original_sha256_file, parent, cid) VALUES (?,?,?,?,?,?,?,?,?)",
+                (index, leaf, *(getattr(record, c) for c in _LOOKUP_COLUMNS)),
+            )
+            digest = leaf_hash(leaf)
+            db.execute("INSERT INTO nodes VALUES (0, ?, ?)", (index, digest))
+            # Close every perfect subtree that this leaf completes.
+            level, idx, h = 0, index, digest
+            while idx & 1:
+                left = self._node(level, idx - 1)
+                h = node_hash(left, h)
+                level, idx = level + 1, idx >> 1
+                db.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, idx, h))
+            size = index + 1
+            root = self._subtree(0, size)
+            note = sign_checkpoint(Checkpoint(self.origin, size, root), self._key, name=self.origin)
+            db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (size, root, note))
+            return self._proof_at(index, leaf, size, root, note)
+
+    def get(self, record_id: str) -> Record:
+        row = self._db.execute("SELECT leaf FROM leaves WHERE record_id=?", (record_id,)).fetchone()
+        if row is None:
+            raise RecordNotFoundError(f"no record {record_id} on the ledger")
+        return Record.from_leaf(row[0])
+
+    def proof(self, record_id: str) -> LogProof:
+        row = self._db.execute(
+            "SELECT leaf_index, leaf FROM leaves WHERE record_id=?", (record_id,)
+        ).fetchone()
+        if row is None:
+            raise RecordNotFoundError(f"no record {record_id} on the ledger")
+        size, root, note = self._latest_checkpoint()
+        return self._proof_at(row[0], row[1], size, root, note)
+
+    def find_by_sha256(self, digest: str) -> list[Record]:
+        rows = self._db.execute(
+            "SELECT leaf FROM leaves WHERE sha256_file=?1 OR sha256_pixels=?1 "
+            "OR original_sha256_file=?1 ORDER BY leaf_index",
+            (digest,),
+        ).fetchall()
+        return [Record.from_leaf(r[0]) for r in rows]
+
+    def by_owner(self, owner: str) -> list[Record]:
+        rows = self._db.execute(
+            "SELECT leaf FROM leaves WHERE owner=? ORDER BY leaf_index", (owner,)
+        ).fetchall()
+        return [Record.from_leaf(r[0]) for r in rows]
+
+    def history(self, record_id: str) -> list[Record]:
+        rows = self._db.execute(
+            """
+            WITH RECURSIVE family(record_id) AS (
+                SELECT record_id FROM leaves WHERE record_id = ?
+                UNION
+                SELECT l.record_id FROM leaves l JOIN family f ON l.parent = f.record_id
+            )
+            SELECT leaf FROM leaves WHERE record_id IN (SELECT record_id FROM family)
+            ORDER BY leaf_index
+            """,
+            (record_id,),
+        ).fetchall()
+        if not rows:
+            raise RecordNotFoundError(f"no record {record_id} on the ledger")
+        return [Record.from_leaf(r[0]) for r in rows]
+
+    def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
+        cursor = self._db.execute(
+            "SELECT leaf_index, leaf FROM leaves WHERE leaf_index >= ? ORDER BY leaf_index",
+            (start,),
+        )
+        for index, leaf in cursor:
+            yield index, Record.from_leaf(leaf)
+
+    def consistency_proof(self, first: int, second: int | None = None) -> list[str]:
+        """RFC 9162 consistency proof between two tree sizes (default: the current size)."""
+        second = self.size() if second is None else second
+        if second > self.size():
+            raise LedgerError(f"the log has {self.size()} leaves, not {second}")
+        return [h.hex() for h in consistency_path(first, second, self._subtree)]
+
+    def latest_checkpoint(self) -> str | None:
+        row = self._db.execute(
+            "SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else row[0]
+
+    # -- audit ------------------------------------------------------------------------------------
+    def audit(self) -> AuditReport:
+        """Re-verify the log from its raw rows; raise :class:`AuditFailure` at the first fault.
+
+        Checks, in log order: leaf indices are contiguous; each leaf parses as a record whose
+        owner signature verifies and whose lookup columns match its content; every stored node
+        equals the hash recomputed from the leaves; every checkpoint's signature verifies and its
+        root equals the root recomputed for its size; the latest checkpoint covers every leaf.
+        """
+        stored_nodes = {
+            (level, idx): h for level, idx, h in self._db.execute("SELECT * FROM nodes")
+        }
+        checkpoints = {
+            size: (bytes(root), note)
+            for size, root, note in self._db.execute("SELECT * FROM checkpoints")
+        }
+
+        def check_node(level: int, idx: int, h: bytes) -> None:
+            stored = stored_nodes.get((level, idx))
+            if stored is None:
+                raise AuditFailure(f"node (level {level}, index {idx}) is missing from the log")
+            if bytes(stored) != h:
+                what = f"leaf {idx}" if level == 0 else f"node (level {level}, index {idx})"
+                raise AuditFailure(
+                    f"{what}: stored hash {bytes(stored).hex()} != recomputed {h.hex()}"
+                )
+
+        acc = RootAccumulator(on_node=check_node)
+        columns = ", ".join(_LOOKUP_COLUMNS)
+        cursor = self._db.execute(f"SELECT leaf_index, leaf, {columns} FROM leaves ORDER BY 1")
+        checked = 0
+        for row in cursor:
+            index, leaf = row[0], bytes(row[1])
+            if index != acc.size:
+                raise AuditFailure(f"leaf index {acc.size} is missing (next row is {index})")
+            try:
+                record = Record.from_leaf(leaf)
+                verify_record_signature(record)
+            except (RecordFormatError, InvalidRecordSignatureError) as exc:
+                raise AuditFailure(f"leaf {index}: {exc}") from None
+            for name, value in zip(_LOOKUP_COLUMNS, row[2:], strict=True):
+                if getattr(record, name) != value:
+                    raise AuditFailure(
+                        f"leaf {index} (record {record.record_id}): column {name} is {value!r} "
+                        f"but the signed record says {getattr(record, name)!r}"
+                    )
+            acc.append(leaf_hash(leaf))
+            checked += 1
+            if acc.size in checkpoints:
+                self._audit_checkpoint(acc.size, acc.root(), *checkpoints[acc.size])
+        size = acc.size
+        extra = [s for s in checkpoints if s > size]
+        if extra:
+            raise AuditFailure(
+                f"checkpoint for tree size {min(extra)} exists but the log has only {size} leaves"
+            )
+        if size and size not in checkpoints:
+            raise AuditFailure(f"no checkpoint covers the latest tree size {size}")
+        return AuditReport(
+            tree_size=size,
+            root_hash=acc.root().hex(),
+            checkpoints_checked=len(checkpoints),
+            records_checked=checked,
+        )
+
+    def _audit_checkpoint(self, size: int, root: bytes, stored_root: bytes, note: str) -> None:
+        try:
+            cp = open_checkpoint(note, self._public, name=self.origin)
+        except InvalidCheckpointError as exc:
+            raise AuditFailure(f"checkpoint at size {size}: {exc}") from None
+        if cp.tree_size != size or cp.root_hash != root or stored_root != root:
+            raise AuditFailure(
+                f"checkpoint at size {size}: signed root {cp.root_hash.hex()} "
+                f"(stored {stored_root.hex()}) != root recomputed from the leaves {root.hex()}"
+            )
+
+    # -- internals --------------------------------------------------------------------------------
+    def _node(self, level: int, idx: int) -> bytes:
+        row = self._db.execute(
+            "SELECT hash FROM nodes WHERE level=? AND idx=?", (level, idx)
+        ).fetchone()
+        if row is None:
+            raise LedgerError(f"log is missing node (level {level}, index {idx})")
+        return bytes(row[0])
+
+    def _subtree(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) from stored perfect subtrees (start is aligned, as RFC splits are)."""
+        n = end - start
+        if n == 0:
+            return EMPTY_ROOT
+        if n & (n - 1) == 0 and start % n == 0:
+            return self._node(n.bit_length() - 1, start // n)
+        k = largest_power_of_two_below(n)
+        return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
+
+    def _latest_checkpoint(self) -> tuple[int, bytes, str]:
+        row = self._db.execute(
+            "SELECT tree_size, root_hash, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise LedgerError("the log has no checkpoint yet")
+        return row[0], bytes(row[1]), row[2]
+
+    def _proof_at(self, index: int, leaf: bytes, size: int, root: bytes, note: str) -> LogProof:
+        path = inclusion_path(index, size, self._subtree)
+        return LogProof(
+            leaf_index=index,
+            tree_size=size,
+            root_hash=root.hex(),
+            inclusion_path=tuple(p.hex() for p in path),
+            leaf=bytes(leaf),
+            checkpoint=note,
+        )

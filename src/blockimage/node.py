@@ -1,0 +1,402 @@
+"""The composition root: opens a node's home and runs the register and verify flows.
+
+Node owns no algorithm; each step calls one function of the pure modules (imaging, fingerprint,
+watermark, analysis) or one backend method (storage, ledger, index), in the order of
+DESIGN.md. All disk and network I/O of the product happens here or in the backends.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
+from .fingerprint import PDQ_MIN_QUALITY, Fingerprint, file_sha256, fingerprint
+from .imaging import DecodedImage, InvalidImageError, decode_image, encode_image
+from .index import PdqIndex
+from .keys import KeyStore, check_owner_name
+from .ledger import AuditFailure, AuditReport, Ledger, RecordNotFoundError
+from .ledger.log import MerkleLog
+from .records import (
+    Receipt,
+    Record,
+    Similarity,
+    Tag,
+    Verdict,
+    new_record_id,
+    sign_record,
+)
+from .storage import ContentNotFoundError, Storage, StorageError
+from .storage.local import LocalBlockstore
+
+__all__ = ["Node", "ImageSource", "DuplicateContentError", "BackendUnavailableError"]
+
+ImageSource = str | os.PathLike[str] | bytes | np.ndarray
+
+
+class DuplicateContentError(ValueError):
+    """The content is already registered; a second 'original' is refused."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """The configured backend is not available in this build or not reachable."""
+
+
+@dataclass(frozen=True)
+class _Input:
+    """An image to register or verify: its bytes, decoded pixels, and where it came from."""
+
+    data: bytes
+    image: DecodedImage
+    path: Path | None
+
+
+class Node:
+    """A BlockImage node rooted at ``home`` (see CONTRACT.md: Home).
+
+    >>> node = Node("/tmp/bi-home")            # doctest: +SKIP
+    >>> receipt = node.register("photo.jpg", owner="alice")   # doctest: +SKIP
+    >>> node.verify(receipt.output).verdict    # doctest: +SKIP
+    'authentic'
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = resolve_home(home)
+        created = not (self.home / "config.toml").exists()
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if created:
+            _write_atomic(self.home / "config.toml", DEFAULT_CONFIG.encode())
+        self.settings: Settings = load_settings(self.home)
+        self.keys = KeyStore(self.home / "keys")
+        node_key = self.keys.node_key()
+        self.node_public_key = node_key.public_key().public_bytes_raw().hex()
+        self.keys.api_token()  # created at init, read by `serve`
+        self.storage: Storage = self._open_storage()
+        self.ledger: Ledger = self._open_ledger(node_key)
+        self.index = PdqIndex(self.home / "index.db")
+        self.index.sync(self.ledger)
+
+    def close(self) -> None:
+        for part in (self.index, self.ledger, self.storage):
+            close = getattr(part, "close", None)
+            if close:
+                close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- backends ---------------------------------------------------------------------------------
+    def _open_storage(self) -> Storage:
+        if self.settings.storage == "local":
+            return LocalBlockstore(self.home / "blocks")
+        raise BackendUnavailableError(
+            f"storage backend {self.settings.storage!r} is not available in this version"
+        )
+
+    def _open_ledger(self, node_key: object) -> Ledger:
+        if self.settings.ledger == "merkle":
+            origin = f"blockimage/{self.node_public_key[:16]}"
+            return MerkleLog(self.home / "ledger.db", node_key, origin=origin)  # type: ignore[arg-type]
+        raise BackendUnavailableError(
+            f"ledger backend {self.settings.ledger!r} is not available in this version"
+        )
+
+    # -- register ---------------------------------------------------------------------------------
+    def register(
+        self,
+        source: ImageSource,
+        *,
+        owner: str,
+        parent: str | None = None,
+        out: str | os.PathLike[str] | None = None,
+    ) -> Receipt:
+        """Register an image: the five steps of DESIGN.md, returning the signed receipt.
+
+        ``out`` is a directory for the registered (watermarked) file; by default it is written
+        next to the input as ``NAME.bi.EXT``. For array or bytes input nothing is written
+        unless ``out`` is given. Raises :class:`InvalidImageError`,
+        :class:`DuplicateContentError`, :class:`RecordNotFoundError` (bad ``parent``) before
+        anything is written.
+        """
+        check_owner_name(owner)
+        item = self._read(source)
+        if parent is not None:
+            self.ledger.get(parent)  # raises RecordNotFoundError
+        original = fingerprint(item.data, item.image.pixels)
+        self._refuse_duplicate(original, owner=owner, parent=parent)
+        record_id = self._fresh_record_id()
+
+        # 1. watermark (its issue plugs in here; until then the file is registered as it is)
+        registered_bytes = item.data
+        registered_pixels = item.image.pixels
+        watermark_metrics = None
+        # 2. analyse (its issue plugs in here)
+        tags: tuple[Tag, ...] = ()
+        # 3. fingerprint the file that is registered
+        fp = fingerprint(registered_bytes, registered_pixels)
+
+        output_path = self._output_path(item, out)
+        staged = _stage(output_path, registered_bytes) if output_path else None
+        try:
+            # 4. store
+            cid = self.storage.put(registered_bytes)
+            # 5. record
+            owner_key = self.keys.owner_key(owner)
+            record = Record(
+                record_id=record_id,
+                owner=owner,
+                owner_key=owner_key.public_key().public_bytes_raw().hex(),
+                created_at=_now_rfc3339(),
+                sha256_file=fp.sha256_file,
+                sha256_pixels=fp.sha256_pixels,
+                original_sha256_file=original.sha256_file,
+                pdq=fp.pdq,
+                pdq_quality=fp.pdq_quality,
+                cid=cid,
+                width=int(registered_pixels.shape[1]),
+                height=int(registered_pixels.shape[0]),
+                media_type=item.image.media_type,
+                tags=tags,
+                watermark=watermark_metrics,
+                parent=parent,
+            )
+            log = self.ledger.append(sign_record(record, owner_key))
+        except BaseException:
+            if staged:
+                staged.unlink(missing_ok=True)
+            raise
+        if staged and output_path:
+            os.replace(staged, output_path)
+        self.index.sync(self.ledger)
+        return Receipt(
+            record=Record.from_leaf(log.leaf),
+            log=log,
+            output=str(output_path) if output_path else None,
+        )
+
+    def _refuse_duplicate(self, fp: Fingerprint, *, owner: str, parent: str | None) -> None:
+        for digest in (fp.sha256_file, fp.sha256_pixels):
+            for existing in self.ledger.find_by_sha256(digest):
+                raise DuplicateContentError(
+                    f"this image is already registered as record {existing.record_id} "
+                    f"(owner {existing.owner}, {existing.created_at}); "
+                    "an identical copy cannot be registered again"
+                )
+        if parent is not None or fp.pdq_quality < PDQ_MIN_QUALITY:
+            return
+        matches = self.index.nearest(fp.pdq)
+        if matches:
+            existing = self.ledger.get(matches[0].record_id)
+            raise DuplicateContentError(
+                f"this image matches registered record {existing.record_id} "
+                f"(owner {existing.owner}, PDQ distance {matches[0].distance}); "
+                f"register it as a derivative with --parent {existing.record_id}"
+            )
+
+    def _fresh_record_id(self) -> str:
+        while True:
+            record_id = new_record_id()
+            try:
+                self.ledger.get(record_id)
+            except RecordNotFoundError:
+                return record_id
+
+    def _output_path(self, item: _Input, out: str | os.PathLike[str] | None) -> Path | None:
+        ext = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}[item.image.format]
+        if out is not None:
+            directory = Path(out)
+            directory.mkdir(parents=True, exist_ok=True)
+            stem = item.path.stem if item.path else "image"
+            return directory / f"{stem}.bi{ext}"
+        if item.path is None:
+            return None
+        return item.path.with_name(f"{item.path.stem}.bi{ext}")
+
+    # -- verify -----------------------------------------------------------------------------------
+    def verify(self, source: ImageSource) -> Verdict:
+        """Find the registered record an image comes from and judge it (CONTRACT.md: Verdict)."""
+        item = self._read(source)
+        fp = fingerprint(item.data, item.image.pixels)
+        for record in self.ledger.find_by_sha256(fp.sha256_file):
+            if record.sha256_file == fp.sha256_file:
+                return self._verdict(
+                    "authentic",
+                    "sha256_file",
+                    record,
+                    Similarity(pdq_distance=0),
+                    ["The file's SHA-256 equals that of the registered file: same bytes."],
+                )
+            if record.original_sha256_file == fp.sha256_file:
+                return self._verdict(
+                    "authentic",
+                    "original_sha256_file",
+                    record,
+                    Similarity(),
+                    [
+                        "The file's SHA-256 equals that of the file submitted for registration "
+                        "(before watermarking)."
+                    ],
+                )
+        for record in self.ledger.find_by_sha256(fp.sha256_pixels):
+            if record.sha256_pixels == fp.sha256_pixels:
+                return self._verdict(
+                    "authentic",
+                    "sha256_pixels",
+                    record,
+                    Similarity(pdq_distance=0),
+                    [
+                        "The decoded pixels are identical to the registered image's "
+                        "(the file was re-saved losslessly or its metadata changed)."
+                    ],
+                )
+        if fp.pdq_quality >= PDQ_MIN_QUALITY:
+            matches = self.index.nearest(fp.pdq)
+            if matches:
+                best = matches[0]
+                record = self.ledger.get(best.record_id)
+                return self._verdict(
+                    "benign",
+                    "pdq",
+                    record,
+                    Similarity(pdq_distance=best.distance),
+                    [
+                        f"The perceptual hash (PDQ) is {best.distance} bits from the registered "
+                        f"image's (match threshold 31 of 256): the same picture, re-encoded "
+                        "or resized.",
+                        "The pixels were not compared with the stored original, so local edits "
+                        "are not ruled out.",
+                    ],
+                )
+        explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
+        if fp.pdq_quality < PDQ_MIN_QUALITY:
+            explanation.append(
+                f"The image has little structure (PDQ quality {fp.pdq_quality} < "
+                f"{PDQ_MIN_QUALITY}), so perceptual matching was not attempted."
+            )
+        return Verdict(verdict="unknown", explanation=tuple(explanation))
+
+    def _verdict(
+        self,
+        verdict: str,
+        matched_by: str,
+        record: Record,
+        similarity: Similarity,
+        explanation: list[str],
+    ) -> Verdict:
+        history = self.ledger.history(record.record_id)
+        if len(history) > 1:
+            explanation.append(
+                f"The record has {len(history) - 1} later derivative registration(s)."
+            )
+        return Verdict(
+            verdict=verdict,
+            matched_by=matched_by,
+            record_id=record.record_id,
+            record=Receipt(record=record, log=self.ledger.proof(record.record_id)),
+            similarity=similarity,
+            history=tuple(history),
+            explanation=tuple(explanation),
+        )
+
+    # -- other commands ---------------------------------------------------------------------------
+    def history(self, record_id: str) -> list[Record]:
+        return self.ledger.history(record_id)
+
+    def get(self, cid: str) -> bytes:
+        return self.storage.get(cid)
+
+    def audit(self) -> AuditReport:
+        """Re-verify the ledger, then that every record's CID is stored and hashes right."""
+        report = self.ledger.audit()
+        cids = 0
+        for index, record in self.ledger.records():
+            try:
+                data = self.storage.get(record.cid)
+            except (ContentNotFoundError, StorageError) as exc:
+                raise AuditFailure(f"leaf {index} (record {record.record_id}): {exc}") from None
+            got = file_sha256(data)
+            if got != record.sha256_file:
+                raise AuditFailure(
+                    f"leaf {index} (record {record.record_id}): content of {record.cid} has "
+                    f"SHA-256 {got}, the record says {record.sha256_file}"
+                )
+            cids += 1
+        return AuditReport(
+            tree_size=report.tree_size,
+            root_hash=report.root_hash,
+            checkpoints_checked=report.checkpoints_checked,
+            records_checked=report.records_checked,
+            cids_checked=cids,
+        )
+
+    # -- input ------------------------------------------------------------------------------------
+    def _read(self, source: ImageSource) -> _Input:
+        if isinstance(source, np.ndarray):
+            pixels = _as_rgb(source)
+            data = encode_image(pixels, "PNG")
+            return _Input(data, decode_image(data, max_pixels=self.settings.max_pixels), None)
+        if isinstance(source, bytes | bytearray):
+            data = bytes(source)
+            self._check_size(len(data), "input")
+            return _Input(data, decode_image(data, max_pixels=self.settings.max_pixels), None)
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise InvalidImageError(f"{path}: not a regular file")
+            self._check_size(size, str(path))
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InvalidImageError(f"{path}: no such file") from None
+        except PermissionError:
+            raise InvalidImageError(f"{path}: permission denied") from None
+        except IsADirectoryError:
+            raise InvalidImageError(f"{path}: is a directory") from None
+        try:
+            image = decode_image(data, max_pixels=self.settings.max_pixels)
+        except InvalidImageError as exc:
+            raise InvalidImageError(f"{path}: {exc}") from None
+        return _Input(data, image, path)
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.settings.max_file_bytes:
+            raise InvalidImageError(
+                f"{what}: file too large ({size:,} bytes, limit {self.settings.max_file_bytes:,})"
+            )
+
+
+def _as_rgb(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise InvalidImageError(f"array must be uint8, not {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise InvalidImageError(f"array must be H x W, H x W x 3 or H x W x 4, not {array.shape}")
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stage(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` (fsync'd); the caller renames it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(tmp)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    os.replace(_stage(path, data), path)

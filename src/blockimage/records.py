@@ -1,0 +1,295 @@
+"""The data model: records, receipts and verdicts, their canonical JSON, and Ed25519 signatures.
+
+A :class:`Record` is what the ledger stores. Its *canonical* encoding is JSON with sorted keys,
+no insignificant whitespace, UTF-8 (no ASCII escaping) — the same rules as RFC 8785 for the
+values we use (strings, integers, floats rounded at creation, lists, objects, null). The owner
+signs the canonical encoding of the record *without* its ``signature`` field (Ed25519, RFC 8032);
+the ledger leaf is the canonical encoding of the record *with* the signature, so a third party
+who holds the leaf bytes can check both the signature and the Merkle inclusion proof.
+
+Every user-visible document (CLI ``--json``, HTTP API, reports) is produced from these types.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+__all__ = [
+    "RECORD_ID_RE",
+    "Tag",
+    "WatermarkMetrics",
+    "Record",
+    "LogProof",
+    "Receipt",
+    "Similarity",
+    "Region",
+    "Verdict",
+    "VERDICTS",
+    "canonical_json",
+    "sign_record",
+    "verify_record_signature",
+    "InvalidRecordSignatureError",
+    "RecordFormatError",
+    "new_record_id",
+]
+
+RECORD_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+VERDICTS = ("authentic", "benign", "tampered", "unknown")
+
+
+class RecordFormatError(ValueError):
+    """A record document is missing fields or has values of the wrong form."""
+
+
+class InvalidRecordSignatureError(ValueError):
+    """The owner's Ed25519 signature does not verify over the record's canonical bytes."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode ``value`` as canonical JSON bytes (sorted keys, no whitespace, UTF-8).
+
+    Floats must be finite; NaN and infinities have no JSON form and are refused.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def new_record_id() -> str:
+    """A fresh random 64-bit record id as 16 lower-case hex digits (the watermark payload)."""
+    import secrets
+
+    return secrets.token_bytes(8).hex()
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A content label from the image classifier, with its score in [0, 1]."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class WatermarkMetrics:
+    """Imperceptibility and payload fidelity of the embedded watermark."""
+
+    psnr: float
+    ssim: float
+    nc: float
+
+
+@dataclass(frozen=True)
+class Record:
+    """One registration on the ledger, signed by its owner.
+
+    ``parent`` names the record this one derives from (a derivative registration), else None.
+    ``signature`` is empty until :func:`sign_record` fills it.
+    """
+
+    record_id: str
+    owner: str
+    owner_key: str
+    created_at: str
+    sha256_file: str
+    sha256_pixels: str
+    original_sha256_file: str
+    pdq: str
+    pdq_quality: int
+    cid: str
+    width: int
+    height: int
+    media_type: str
+    tags: tuple[Tag, ...] = ()
+    watermark: WatermarkMetrics | None = None
+    parent: str | None = None
+    signature: str = ""
+
+    # -- encoding -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tags"] = [asdict(t) for t in self.tags]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        names = {f.name for f in fields(cls)}
+        missing = names - set(d) - {"tags", "watermark", "parent", "signature"}
+        if missing:
+            raise RecordFormatError(f"record is missing fields: {', '.join(sorted(missing))}")
+        try:
+            kwargs = {k: d[k] for k in names if k in d}
+            kwargs["tags"] = tuple(
+                Tag(str(t["label"]), float(t["score"])) for t in d.get("tags", [])
+            )
+            wm = d.get("watermark")
+            kwargs["watermark"] = WatermarkMetrics(**wm) if wm is not None else None
+            record = cls(**kwargs)
+        except (TypeError, KeyError) as exc:
+            raise RecordFormatError(f"record has a malformed field: {exc}") from exc
+        record.check_form()
+        return record
+
+    def check_form(self) -> None:
+        """Raise :class:`RecordFormatError` if a field does not have its required form."""
+        if not RECORD_ID_RE.match(self.record_id):
+            raise RecordFormatError(f"record_id {self.record_id!r} is not 16 lower-case hex digits")
+        for name in ("sha256_file", "sha256_pixels", "original_sha256_file", "pdq", "owner_key"):
+            if not _HEX64_RE.match(getattr(self, name)):
+                raise RecordFormatError(f"{name} of record {self.record_id} is not 64 hex digits")
+        if self.parent is not None and not RECORD_ID_RE.match(self.parent):
+            raise RecordFormatError(f"parent {self.parent!r} is not a record id")
+
+    def signing_bytes(self) -> bytes:
+        """The canonical bytes the owner signs: the record without its signature."""
+        d = self.to_dict()
+        del d["signature"]
+        return canonical_json(d)
+
+    def leaf_bytes(self) -> bytes:
+        """The canonical bytes of the signed record: the ledger leaf."""
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_leaf(cls, leaf: bytes) -> Record:
+        try:
+            return cls.from_dict(json.loads(leaf.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecordFormatError(f"leaf is not a JSON record: {exc}") from exc
+
+
+def sign_record(record: Record, key: Ed25519PrivateKey) -> Record:
+    """Return ``record`` signed with ``key``; the key must be the record's ``owner_key``."""
+    public_hex = key.public_key().public_bytes_raw().hex()
+    if public_hex != record.owner_key:
+        raise ValueError("the signing key is not the record's owner_key")
+    unsigned = replace(record, signature="")
+    return replace(unsigned, signature=key.sign(unsigned.signing_bytes()).hex())
+
+
+def verify_record_signature(record: Record) -> None:
+    """Check the owner's signature; raise :class:`InvalidRecordSignatureError` if it fails."""
+    try:
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(record.owner_key))
+        public.verify(bytes.fromhex(record.signature), record.signing_bytes())
+    except (InvalidSignature, ValueError) as exc:
+        raise InvalidRecordSignatureError(
+            f"record {record.record_id}: owner signature does not verify against owner_key "
+            f"{record.owner_key[:16]}…"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class LogProof:
+    """Where a record sits in the log, and the RFC 9162 inclusion proof against a checkpoint."""
+
+    leaf_index: int
+    tree_size: int
+    root_hash: str
+    inclusion_path: tuple[str, ...]
+    leaf: bytes
+    checkpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "inclusion_path": list(self.inclusion_path),
+            "leaf": base64.b64encode(self.leaf).decode("ascii"),
+            "checkpoint": self.checkpoint,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogProof:
+        return cls(
+            leaf_index=int(d["leaf_index"]),
+            tree_size=int(d["tree_size"]),
+            root_hash=str(d["root_hash"]),
+            inclusion_path=tuple(d["inclusion_path"]),
+            leaf=base64.b64decode(d["leaf"]),
+            checkpoint=str(d["checkpoint"]),
+        )
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What ``register`` returns: the signed record, its log proof and the file written."""
+
+    record: Record
+    log: LogProof
+    output: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.record.to_dict()
+        d["log"] = self.log.to_dict()
+        if self.output is not None:
+            d["output"] = self.output
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Receipt:
+        rest = {k: v for k, v in d.items() if k not in ("log", "output")}
+        return cls(Record.from_dict(rest), LogProof.from_dict(d["log"]), d.get("output"))
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """How close a suspect image is to the registered one (fields are None when not measured)."""
+
+    psnr: float | None = None
+    ssim: float | None = None
+    nc: float | None = None
+    pdq_distance: int | None = None
+    watermark_bits_ok: float | None = None
+
+
+@dataclass(frozen=True)
+class Region:
+    """A changed area, in the suspect image's pixel coordinates, with a score in [0, 1]."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer of ``verify``: what the image is, what it matched, and the evidence."""
+
+    verdict: str
+    matched_by: str | None = None
+    record_id: str | None = None
+    record: Receipt | None = None
+    similarity: Similarity = field(default_factory=Similarity)
+    regions: tuple[Region, ...] = ()
+    blind_tamper_score: float | None = None
+    history: tuple[Record, ...] = ()
+    explanation: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "matched_by": self.matched_by,
+            "record_id": self.record_id,
+            "record": self.record.to_dict() if self.record else None,
+            "similarity": asdict(self.similarity),
+            "regions": [asdict(r) for r in self.regions],
+            "blind_tamper_score": self.blind_tamper_score,
+            "history": [r.to_dict() for r in self.history],
+            "explanation": list(self.explanation),
+        }
