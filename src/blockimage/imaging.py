@@ -9,6 +9,7 @@ a user can act on. No disk or network I/O: bytes in, arrays out.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -86,7 +87,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     except UnidentifiedImageError:
         raise InvalidImageError("not an image (unrecognised file format)") from None
     except Image.DecompressionBombError as exc:
-        raise InvalidImageError(f"image too large: {exc}") from None
+        raise _too_large(str(exc), max_pixels) from None
     except OSError as exc:
         raise InvalidImageError(f"unreadable image: {exc}") from None
     with image:
@@ -107,11 +108,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-                lossless = _is_lossless(image)
+                lossless = _is_lossless(fmt, data)
                 oriented = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(oriented)
         except Image.DecompressionBombError as exc:
-            raise InvalidImageError(f"image too large: {exc}") from None
+            raise _too_large(str(exc), max_pixels) from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise InvalidImageError(f"corrupt or truncated {fmt} image: {exc}") from None
     pixels = np.asarray(rgb, dtype=np.uint8)
@@ -120,11 +121,20 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt, lossless=lossless)
 
 
-def _is_lossless(image: Image.Image) -> bool:
-    if image.format == "JPEG":
+def _too_large(pillow_message: str, max_pixels: int) -> InvalidImageError:
+    # Pillow refuses images above twice its own limit while reading the header.
+    found = re.search(r"\((\d+) pixels\)", pillow_message)
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return InvalidImageError(f"image too large: {size}, limit is {max_pixels:,}")
+
+
+def _is_lossless(fmt: str, data: bytes) -> bool:
+    if fmt == "JPEG":
         return False
-    if image.format == "WEBP":
-        return bool(getattr(image, "info", {}).get("lossless", False))
+    if fmt == "WEBP":
+        # RIFF container: 'VP8L' is the lossless bitstream; 'VP8X' (extended) may hold either.
+        chunk = data[12:16]
+        return chunk == b"VP8L" or (chunk == b"VP8X" and b"VP8L" in data[30:4096])
     return True
 
 

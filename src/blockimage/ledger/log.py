@@ -174,7 +174,7 @@ class MerkleLog:
         row = self._db.execute("SELECT leaf FROM leaves WHERE record_id=?", (record_id,)).fetchone()
         if row is None:
             raise RecordNotFoundError(f"no record {record_id} on the ledger")
-        return Record.from_leaf(row[0])
+        return Record.from_leaf(_blob(row[0]))
 
     def proof(self, record_id: str) -> LogProof:
         row = self._db.execute(
@@ -183,7 +183,7 @@ class MerkleLog:
         if row is None:
             raise RecordNotFoundError(f"no record {record_id} on the ledger")
         size, root, note = self._latest_checkpoint()
-        return self._proof_at(row[0], row[1], size, root, note)
+        return self._proof_at(row[0], _blob(row[1]), size, root, note)
 
     def find_by_sha256(self, digest: str) -> list[Record]:
         rows = self._db.execute(
@@ -191,13 +191,13 @@ class MerkleLog:
             "OR original_sha256_file=?1 ORDER BY leaf_index",
             (digest,),
         ).fetchall()
-        return [Record.from_leaf(r[0]) for r in rows]
+        return [Record.from_leaf(_blob(r[0])) for r in rows]
 
     def by_owner(self, owner: str) -> list[Record]:
         rows = self._db.execute(
             "SELECT leaf FROM leaves WHERE owner=? ORDER BY leaf_index", (owner,)
         ).fetchall()
-        return [Record.from_leaf(r[0]) for r in rows]
+        return [Record.from_leaf(_blob(r[0])) for r in rows]
 
     def history(self, record_id: str) -> list[Record]:
         rows = self._db.execute(
@@ -214,7 +214,7 @@ class MerkleLog:
         ).fetchall()
         if not rows:
             raise RecordNotFoundError(f"no record {record_id} on the ledger")
-        return [Record.from_leaf(r[0]) for r in rows]
+        return [Record.from_leaf(_blob(r[0])) for r in rows]
 
     def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
         cursor = self._db.execute(
@@ -222,7 +222,7 @@ class MerkleLog:
             (start,),
         )
         for index, leaf in cursor:
-            yield index, Record.from_leaf(leaf)
+            yield index, Record.from_leaf(_blob(leaf))
 
     def consistency_proof(self, first: int, second: int | None = None) -> list[str]:
         """RFC 9162 consistency proof between two tree sizes (default: the current size)."""
@@ -250,7 +250,7 @@ class MerkleLog:
             (level, idx): h for level, idx, h in self._db.execute("SELECT * FROM nodes")
         }
         checkpoints = {
-            size: (bytes(root), note)
+            size: (_blob(root), note)
             for size, root, note in self._db.execute("SELECT * FROM checkpoints")
         }
 
@@ -258,10 +258,10 @@ class MerkleLog:
             stored = stored_nodes.get((level, idx))
             if stored is None:
                 raise AuditFailure(f"node (level {level}, index {idx}) is missing from the log")
-            if bytes(stored) != h:
+            if _blob(stored) != h:
                 what = f"leaf {idx}" if level == 0 else f"node (level {level}, index {idx})"
                 raise AuditFailure(
-                    f"{what}: stored hash {bytes(stored).hex()} != recomputed {h.hex()}"
+                    f"{what}: stored hash {_blob(stored).hex()} != recomputed {h.hex()}"
                 )
 
         acc = RootAccumulator(on_node=check_node)
@@ -269,7 +269,7 @@ class MerkleLog:
         cursor = self._db.execute(f"SELECT leaf_index, leaf, {columns} FROM leaves ORDER BY 1")
         checked = 0
         for row in cursor:
-            index, leaf = row[0], bytes(row[1])
+            index, leaf = row[0], _blob(row[1])
             if index != acc.size:
                 raise AuditFailure(f"leaf index {acc.size} is missing (next row is {index})")
             try:
@@ -320,7 +320,7 @@ class MerkleLog:
         ).fetchone()
         if row is None:
             raise LedgerError(f"log is missing node (level {level}, index {idx})")
-        return bytes(row[0])
+        return _blob(row[0])
 
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) from stored perfect subtrees (start is aligned, as RFC splits are)."""
@@ -338,7 +338,7 @@ class MerkleLog:
         ).fetchone()
         if row is None:
             raise LedgerError("the log has no checkpoint yet")
-        return row[0], bytes(row[1]), row[2]
+        return row[0], _blob(row[1]), row[2]
 
     def _proof_at(self, index: int, leaf: bytes, size: int, root: bytes, note: str) -> LogProof:
         path = inclusion_path(index, size, self._subtree)
@@ -350,3 +350,8 @@ class MerkleLog:
             leaf=bytes(leaf),
             checkpoint=note,
         )
+
+
+def _blob(value: bytes | str) -> bytes:
+    """Bytes of a stored BLOB; a hand edit may have turned it into TEXT (audit reports it)."""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)

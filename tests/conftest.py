@@ -1,0 +1,67 @@
+"""Shared fixtures: real sample photos (shipped by scikit-image) and fresh node homes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blockimage import Node
+from blockimage.demo import sample_photos
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Path]:
+    """name -> path of the real sample photos (astronaut, coffee, chelsea, rocket, motorcycle)."""
+    return {name: path for path, name in sample_photos()}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def node(home: Path):
+    with Node(home) as n:
+        yield n
+
+
+@pytest.fixture
+def photo_file(tmp_path: Path, photos: dict[str, Path]):
+    """Copy a sample photo into tmp_path (so outputs land there) and return its path."""
+
+    def copy(name: str = "astronaut") -> Path:
+        src = photos[name]
+        dst = tmp_path / "in" / f"{name}{src.suffix}"
+        dst.parent.mkdir(exist_ok=True)
+        dst.write_bytes(src.read_bytes())
+        return dst
+
+    return copy
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 85) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def tree_snapshot(root: Path) -> dict[str, int]:
+    """Relative path -> size of every file under root (to prove nothing was written)."""
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    }

@@ -1,0 +1,210 @@
+"""register -> verify end to end on the embedded defaults (the spine's 'done when' list)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pymerkle
+import pytest
+from PIL import Image
+from tests.conftest import jpeg_bytes, png_bytes, tree_snapshot
+
+from blockimage import Node
+from blockimage.imaging import InvalidImageError
+from blockimage.ledger import AuditFailure, RecordNotFoundError
+from blockimage.ledger.checkpoint import open_checkpoint
+from blockimage.ledger.merkle import leaf_hash
+from blockimage.node import DuplicateContentError
+from blockimage.records import Record, verify_record_signature
+from blockimage.storage.unixfs import cid_for_bytes
+
+
+def test_receipt_has_the_contract_fields_and_a_valid_signature(node, photo_file):
+    receipt = node.register(photo_file("coffee"), owner="alice")
+    doc = receipt.to_dict()
+    for key in (
+        "record_id",
+        "owner",
+        "owner_key",
+        "created_at",
+        "sha256_file",
+        "sha256_pixels",
+        "original_sha256_file",
+        "pdq",
+        "pdq_quality",
+        "cid",
+        "tags",
+        "watermark",
+        "signature",
+        "log",
+        "output",
+    ):
+        assert key in doc, key
+    assert set(doc["log"]) == {
+        "leaf_index",
+        "tree_size",
+        "root_hash",
+        "inclusion_path",
+        "leaf",
+        "checkpoint",
+    }
+    assert len(doc["record_id"]) == 16 and doc["owner"] == "alice"
+    assert doc["created_at"].endswith("Z")
+    verify_record_signature(receipt.record)
+    assert Record.from_leaf(receipt.log.leaf) == receipt.record
+
+
+def test_cid_is_the_ipfs_cid_of_the_written_file(node, photo_file):
+    receipt = node.register(photo_file("rocket"), owner="alice")
+    written = Path(receipt.output).read_bytes()
+    assert Path(receipt.output).name == "rocket.bi.jpg"
+    assert receipt.record.cid == cid_for_bytes(written)
+    assert receipt.record.sha256_file == hashlib.sha256(written).hexdigest()
+    assert node.get(receipt.record.cid) == written
+
+
+def test_inclusion_proof_checks_out_with_an_independent_implementation(node, photo_file):
+    receipts = [
+        node.register(photo_file(n), owner="alice") for n in ("astronaut", "coffee", "chelsea")
+    ]
+    last = receipts[-1]
+    # Rebuild the tree with pymerkle from the leaves the receipts carry.
+    tree = pymerkle.InmemoryTree(algorithm="sha256")
+    for r in receipts:
+        tree.append_entry(r.log.leaf)
+    cp = open_checkpoint(
+        last.log.checkpoint, bytes.fromhex(node.node_public_key), name=node.ledger.origin
+    )
+    assert tree.get_root(3) == cp.root_hash == bytes.fromhex(last.log.root_hash)
+    for i, r in enumerate(receipts):
+        proof = node.ledger.proof(r.record.record_id)
+        theirs = tree.prove_inclusion(i + 1, 3)
+        pymerkle.verify_inclusion(leaf_hash(proof.leaf), cp.root_hash, theirs)
+        assert theirs.serialize()["path"][1:] == list(proof.inclusion_path)
+
+
+def test_registered_file_verifies_authentic_and_unrelated_photo_unknown(node, photo_file, photos):
+    receipt = node.register(photo_file("chelsea"), owner="alice")
+    verdict = node.verify(receipt.output)
+    assert (verdict.verdict, verdict.matched_by, verdict.record_id) == (
+        "authentic",
+        "sha256_file",
+        receipt.record.record_id,
+    )
+    assert verdict.record.log.root_hash and verdict.history[0] == receipt.record
+    assert node.verify(photos["coffee"]).verdict == "unknown"
+
+
+def test_lossless_resave_matches_by_pixels_and_reencode_by_pdq(node, photo_file, tmp_path):
+    receipt = node.register(photo_file("astronaut"), owner="alice")
+    pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "TIFF")
+    assert node.verify(out.getvalue()).matched_by == "sha256_pixels"
+    verdict = node.verify(jpeg_bytes(pixels, 70))
+    assert (verdict.verdict, verdict.matched_by) == ("benign", "pdq")
+    assert verdict.similarity.pdq_distance <= 31
+
+
+def test_array_input_registers_without_writing_a_file(node, photos):
+    pixels = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
+    receipt = node.register(pixels, owner="alice")
+    assert receipt.output is None
+    assert node.verify(pixels).verdict == "authentic"
+
+
+def test_same_content_by_another_owner_is_refused_naming_the_record(node, photo_file):
+    first = node.register(photo_file("coffee"), owner="alice")
+    with pytest.raises(DuplicateContentError, match=first.record.record_id):
+        node.register(photo_file("coffee"), owner="mallory")
+    pixels = np.asarray(Image.open(first.output).convert("RGB"))
+    with pytest.raises(DuplicateContentError, match=f"--parent {first.record.record_id}"):
+        node.register(jpeg_bytes(pixels, 80), owner="mallory")
+    assert node.ledger.size() == 1
+
+
+def test_derivative_with_parent_is_allowed_and_shows_in_history(node, photo_file):
+    first = node.register(photo_file("coffee"), owner="alice")
+    pixels = np.asarray(Image.open(first.output).convert("RGB"))
+    crop = np.ascontiguousarray(pixels[20:-20, 30:-30])
+    child = node.register(png_bytes(crop), owner="bob", parent=first.record.record_id)
+    assert child.record.parent == first.record.record_id
+    assert [r.record_id for r in node.history(first.record.record_id)] == [
+        first.record.record_id,
+        child.record.record_id,
+    ]
+    with pytest.raises(RecordNotFoundError):
+        node.register(png_bytes(crop[::2, ::2]), owner="bob", parent="00000000deadbeef")
+
+
+@pytest.mark.parametrize("content", [b"", b"GIF89a not really", b"\x89PNG\r\n\x1a\ntruncated"])
+def test_bad_input_is_rejected_and_nothing_is_written(node, home, tmp_path, content):
+    node.register(np.full((64, 64, 3), 7, np.uint8), owner="alice")  # a non-empty home
+    before = tree_snapshot(home)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    with pytest.raises(InvalidImageError, match="bad.png"):
+        node.register(bad, owner="alice")
+    assert tree_snapshot(home) == before
+    assert not list(tmp_path.glob("bad.bi.*"))
+
+
+def test_a_crash_before_the_ledger_commit_writes_no_record_and_no_output(
+    node, photo_file, monkeypatch, home
+):
+    path = photo_file("chelsea")
+
+    def crash(record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(node.ledger, "append", crash)
+    with pytest.raises(KeyboardInterrupt):
+        node.register(path, owner="alice")
+    monkeypatch.undo()
+    assert node.ledger.size() == 0
+    assert not list(path.parent.glob("*.bi.*")) and not list(path.parent.glob(".*tmp"))
+    assert node.register(path, owner="alice").log.leaf_index == 0
+
+
+def test_audit_passes_then_fails_precisely_after_a_hand_edit(node, photo_file, home):
+    for n in ("astronaut", "coffee"):
+        node.register(photo_file(n), owner="alice")
+    report = node.audit()
+    assert (report.records_checked, report.cids_checked) == (2, 2)
+    import sqlite3
+
+    db = sqlite3.connect(home / "ledger.db")
+    db.execute("UPDATE leaves SET leaf = replace(leaf, 'alice', 'alicf') WHERE leaf_index = 1")
+    db.commit()
+    db.close()
+    with pytest.raises(AuditFailure, match="leaf 1: record [0-9a-f]{16}: owner signature"):
+        node.audit()
+
+
+def test_audit_finds_a_missing_or_corrupted_stored_image(node, photo_file, home):
+    receipt = node.register(photo_file("coffee"), owner="alice")
+    block = next((home / "blocks").rglob(receipt.record.cid))
+    block.write_bytes(block.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(AuditFailure, match="corrupt"):
+        node.audit()
+    block.unlink()
+    with pytest.raises(AuditFailure, match="not in the local blockstore"):
+        node.audit()
+
+
+def test_state_persists_across_nodes(home, photo_file):
+    with Node(home) as first:
+        receipt = first.register(photo_file("coffee"), owner="alice")
+    with Node(home) as second:
+        assert second.verify(receipt.output).verdict == "authentic"
+        pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
+        assert second.verify(jpeg_bytes(pixels, 75)).matched_by == "pdq"
+
+
+def test_key_files_are_private(node, photo_file, home):
+    node.register(photo_file("coffee"), owner="alice")
+    for key in [home / "keys/node.key", home / "keys/owners/alice.key", home / "keys/api_token"]:
+        assert key.stat().st_mode & 0o777 == 0o600, key

@@ -1,0 +1,94 @@
+"""The UnixFS importer must give exactly the CIDs of `ipfs add --cid-version=1 --raw-leaves`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blockimage.storage import ContentNotFoundError, StorageError
+from blockimage.storage.local import LocalBlockstore
+from blockimage.storage.unixfs import (
+    CHUNK_SIZE,
+    MAX_LINKS,
+    cid_for_bytes,
+    decode_file_node,
+    import_bytes,
+    parse_cid,
+)
+
+VECTORS = json.loads((Path(__file__).parent / "data/unixfs/vectors.json").read_text())["vectors"]
+
+
+def pattern(size: int) -> bytes:
+    return (np.arange(size, dtype=np.int64) % 251).astype(np.uint8).tobytes()
+
+
+def test_hello_world_has_the_reference_cid():
+    assert cid_for_bytes(b"hello world\n") == (
+        "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+    )
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_cid_matches_the_js_importer(vector):
+    data = vector["text"].encode() if "text" in vector else pattern(vector["size"])
+    assert cid_for_bytes(data) == vector["cid"]
+
+
+@pytest.mark.parametrize("chunks, depth", [(1, 0), (2, 1), (MAX_LINKS, 1), (MAX_LINKS + 1, 2)])
+def test_tree_depth_grows_past_174_links(chunks, depth):
+    _, blocks = import_bytes(pattern(chunks * CHUNK_SIZE))
+    root = blocks[-1]
+    levels = 0
+    node = root
+    while node.cid.codec.name == "dag-pb":
+        levels += 1
+        links = decode_file_node(node.data).links
+        assert len(links) <= MAX_LINKS
+        node = next(b for b in blocks if b.cid == links[0])
+    assert levels == depth
+
+
+def test_store_round_trip_is_byte_identical(tmp_path):
+    store = LocalBlockstore(tmp_path / "blocks")
+    data = pattern(3 * CHUNK_SIZE + 17)
+    cid = store.put(data)
+    assert cid == cid_for_bytes(data)
+    assert store.has(cid)
+    assert store.get(cid) == data
+    assert not list((tmp_path / "blocks").rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_get_rehashes_and_refuses_a_corrupted_block(tmp_path):
+    store = LocalBlockstore(tmp_path / "blocks")
+    data = pattern(2 * CHUNK_SIZE)
+    cid = store.put(data)
+    leaf = sorted((tmp_path / "blocks").rglob("bafkrei*"))[0]
+    corrupted = bytearray(leaf.read_bytes())
+    corrupted[100] ^= 0xFF
+    leaf.write_bytes(bytes(corrupted))
+    with pytest.raises(StorageError, match="corrupt"):
+        store.get(cid)
+
+
+def test_missing_content_is_a_clear_error(tmp_path):
+    store = LocalBlockstore(tmp_path / "blocks")
+    missing = cid_for_bytes(b"never stored")
+    assert not store.has(missing)
+    with pytest.raises(ContentNotFoundError, match="not in the local blockstore"):
+        store.get(missing)
+
+
+def test_putting_the_same_bytes_twice_keeps_one_copy(tmp_path):
+    store = LocalBlockstore(tmp_path / "blocks")
+    data = pattern(CHUNK_SIZE + 5)
+    assert store.put(data) == store.put(data)
+    assert len([p for p in (tmp_path / "blocks").rglob("*") if p.is_file()]) == 3
+
+
+def test_invalid_cid_text_is_rejected():
+    with pytest.raises(ValueError, match="not a valid CID"):
+        parse_cid("not-a-cid")
