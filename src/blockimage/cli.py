@@ -355,9 +355,14 @@ def demo(ctx: click.Context, workdir: Path | None, home: Path | None, as_json: b
 
     _, as_json = _opts(ctx, home, as_json)
     with _errors():
-        rows = run_demo(workdir, home=home, progress=lambda m: click.echo(m, err=True))
+        rows = run_demo(
+            workdir,
+            home=home,
+            progress=lambda m: click.echo(m, err=True),
+            echo=lambda m: click.echo(m, err=bool(as_json)),
+        )
     if as_json:
-        _print_json([row.__dict__ for row in rows])
+        _print_json([{**row.__dict__, "ok": row.ok} for row in rows])
 
 
 def main() -> None:

@@ -187,8 +187,8 @@ class Node:
             for existing in self.ledger.find_by_sha256(digest):
                 raise DuplicateContentError(
                     f"this image is already registered as record {existing.record_id} "
-                    f"(owner {existing.owner}, {existing.created_at}); "
-                    "an identical copy cannot be registered again"
+                    f"(owner {existing.owner}, {existing.created_at}); the registered file is "
+                    f"`blockimage get {existing.cid} -o FILE`"
                 )
         if parent is not None or fp.pdq_quality < PDQ_MIN_QUALITY:
             return

@@ -1,0 +1,175 @@
+"""The command line: contract commands, --json, exit statuses, and kill-safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+from tests.conftest import jpeg_bytes, tree_snapshot
+
+from blockimage import Node
+from blockimage.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_init_prints_home_and_node_key(home):
+    result = run("init", "--home", str(home), "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["home"] == str(home) and len(doc["node_public_key"]) == 64
+    assert (home / "config.toml").exists() and (home / "ledger.db").exists()
+
+
+def test_register_verify_history_get_audit_round_trip(home, photo_file, tmp_path):
+    image = photo_file("coffee")
+    result = run("--home", str(home), "register", str(image), "--owner", "alice", "--json")
+    assert result.exit_code == 0, result.stderr
+    receipt = json.loads(result.stdout)
+    out = Path(receipt["output"])
+    assert out.exists() and out.name == "coffee.bi.png"
+
+    result = run("verify", str(out), "--home", str(home), "--json")
+    verdict = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert (verdict["verdict"], verdict["matched_by"], verdict["record_id"]) == (
+        "authentic",
+        "sha256_file",
+        receipt["record_id"],
+    )
+    assert verdict["record"]["log"]["root_hash"] and verdict["history"]
+
+    result = run("--home", str(home), "--json", "history", receipt["record_id"])
+    assert [r["record_id"] for r in json.loads(result.stdout)] == [receipt["record_id"]]
+
+    target = tmp_path / "fetched.png"
+    assert run("--home", str(home), "get", receipt["cid"], "-o", str(target)).exit_code == 0
+    assert target.read_bytes() == out.read_bytes()
+    result = run("--home", str(home), "get", receipt["cid"])
+    assert result.stdout_bytes == out.read_bytes()
+
+    result = run("--home", str(home), "audit")
+    assert result.exit_code == 0 and result.stdout.startswith("ok: 1 records")
+
+
+def test_verify_of_an_unregistered_photo_is_unknown_with_status_0(home, photos):
+    result = run("--home", str(home), "verify", str(photos["rocket"]))
+    assert result.exit_code == 0 and "verdict: UNKNOWN" in result.stdout
+
+
+def test_several_images_give_a_list_of_receipts(home, photo_file):
+    images = [str(photo_file(n)) for n in ("coffee", "chelsea")]
+    result = run("--home", str(home), "--json", "register", *images, "--owner", "alice")
+    assert result.exit_code == 0
+    assert len(json.loads(result.stdout)) == 2
+    assert "[2/2] registering" in result.stderr
+
+
+def test_bad_image_exits_1_with_one_line_and_writes_nothing(home, tmp_path):
+    run("--home", str(home), "init")
+    before = tree_snapshot(home)
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not a picture")
+    result = run("--home", str(home), "register", str(bad), "--owner", "alice")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "not an image" in result.stderr
+    assert tree_snapshot(home) == before
+    missing = run("--home", str(home), "verify", str(tmp_path / "nope.jpg"))
+    assert missing.exit_code == 1 and "no such file" in missing.stderr
+
+
+def test_usage_errors_exit_2(home, photo_file):
+    image = str(photo_file("coffee"))
+    assert run("--home", str(home), "register", image).exit_code == 2  # no --owner
+    bad_owner = run("--home", str(home), "register", image, "--owner", "../etc")
+    assert bad_owner.exit_code == 2 and "not a valid owner name" in bad_owner.stderr
+    assert run("--home", str(home), "history", "xyz").exit_code == 2
+    assert run("--home", str(home), "get", "not-a-cid").exit_code == 2
+
+
+def test_unknown_record_and_duplicate_registration_exit_1(home, photo_file):
+    assert run("--home", str(home), "history", "00000000deadbeef").exit_code == 1
+    image = str(photo_file("coffee"))
+    assert run("--home", str(home), "register", image, "--owner", "alice").exit_code == 0
+    again = run("--home", str(home), "register", image, "--owner", "bob")
+    assert again.exit_code == 1 and "already registered as record" in again.stderr
+
+
+def test_audit_exits_1_and_names_the_fault_after_a_hand_edit(home, photo_file):
+    run("--home", str(home), "register", str(photo_file("coffee")), "--owner", "alice")
+    db = sqlite3.connect(home / "ledger.db")
+    db.execute("UPDATE leaves SET owner='mallory'")
+    db.commit()
+    db.close()
+    result = run("--home", str(home), "audit", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["ok"] is False
+    assert "leaf 0" in result.stderr and "column owner is 'mallory'" in result.stderr
+
+
+def test_python_dash_m_and_environment_home(home, photos):
+    env = {**os.environ, "BLOCKIMAGE_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "blockimage", "--json", "verify", str(photos["coffee"])],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "unknown"
+    assert (home / "ledger.db").exists()
+
+
+def test_sigkill_during_registration_never_corrupts_the_ledger(home, tmp_path):
+    """SIGKILL a batch registration while an image is in flight, several times; each time the
+    log audits clean, nothing half-written remains, and every output file verifies."""
+    rng = np.random.default_rng(3)
+    images = []
+    for i in range(24):  # distinct pictures (copies of one photo would be refused by PDQ)
+        field = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        picture = np.asarray(Image.fromarray(field).resize((900, 900), Image.Resampling.BICUBIC))
+        path = tmp_path / f"img{i:02d}.jpg"
+        path.write_bytes(jpeg_bytes(picture, 90))
+        images.append(path)
+    env = {**os.environ, "BLOCKIMAGE_HOME": str(home)}
+    registered = 0
+    for round_, (after, jitter) in enumerate([(2, 0.0), (3, 0.02), (2, 0.05), (4, 0.01)]):
+        with Node(home) as node:  # what is not on the ledger yet
+            todo = [
+                str(p)
+                for p in images
+                if not node.ledger.find_by_sha256(hashlib.sha256(p.read_bytes()).hexdigest())
+            ]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "blockimage", "register", *todo, "--owner", "alice"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        for _ in range(after):  # "[k/N] registering ..." is printed as image k starts
+            proc.stderr.readline()
+        time.sleep(jitter)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Node(home) as node:
+            now = node.audit().records_checked
+            outputs = list(tmp_path.glob("*.bi.jpg"))
+            assert len(outputs) <= now  # an output is renamed into place only after commit
+            for out in outputs:
+                assert node.verify(out).verdict == "authentic", out
+        assert registered < now < len(images), f"round {round_}: kill did not land mid-batch"
+        registered = now
