@@ -7,13 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from multiformats import CID
 
 from blockimage.storage import ContentNotFoundError, StorageError
 from blockimage.storage.local import LocalBlockstore
 from blockimage.storage.unixfs import (
     CHUNK_SIZE,
+    DAG_PB,
     MAX_LINKS,
+    cid_codec,
     cid_for_bytes,
+    cid_text,
     decode_file_node,
     import_bytes,
     parse_cid,
@@ -45,7 +49,7 @@ def test_tree_depth_grows_past_174_links(chunks, depth):
     root = blocks[-1]
     levels = 0
     node = root
-    while node.cid.codec.name == "dag-pb":
+    while cid_codec(node.cid) == DAG_PB:
         levels += 1
         links = decode_file_node(node.data).links
         assert len(links) <= MAX_LINKS
@@ -88,6 +92,16 @@ def test_putting_the_same_bytes_twice_keeps_one_copy(tmp_path):
     data = pattern(CHUNK_SIZE + 5)
     assert store.put(data) == store.put(data)
     assert len([p for p in (tmp_path / "blocks").rglob("*") if p.is_file()]) == 3
+
+
+def test_binary_cids_and_their_text_agree_with_multiformats():
+    result, blocks = import_bytes(pattern(3 * CHUNK_SIZE))
+    for block in blocks:
+        assert cid_text(block.cid) == str(CID.decode(block.cid).set(base="base32"))
+        assert parse_cid(cid_text(block.cid)) == block.cid
+    # A CIDv0 (base58) names the same dag-pb block as its CIDv1 form.
+    v0 = str(CID.decode(result.cid).set(version=0, base="base58btc"))
+    assert v0.startswith("Qm") and parse_cid(v0) == result.cid
 
 
 def test_invalid_cid_text_is_rejected():

@@ -13,14 +13,16 @@ import os
 import tempfile
 from pathlib import Path
 
-from multiformats import CID
-
 from . import ContentNotFoundError, StorageError
 from .unixfs import (
+    DAG_PB,
+    RAW,
     Block,
     InvalidBlockError,
     check_block,
     chunk_bytes,
+    cid_codec,
+    cid_text,
     decode_file_node,
     import_chunks,
     parse_cid,
@@ -48,7 +50,7 @@ class LocalBlockstore:
         if self._fsync:
             for shard in touched:
                 _fsync_dir(shard)
-        return str(result.cid)
+        return cid_text(result.cid)
 
     def get(self, cid: str) -> bytes:
         root = parse_cid(cid)
@@ -64,8 +66,8 @@ class LocalBlockstore:
             raise ContentNotFoundError(f"cannot pin {cid}: not in the local blockstore")
 
     # -- blocks -----------------------------------------------------------------------------------
-    def _path(self, cid: CID) -> Path:
-        name = str(cid.set(base="base32")) if cid.version == 1 else str(cid)
+    def _path(self, cid: bytes) -> Path:
+        name = cid_text(cid)
         return self.root / name[-3:-1] / name
 
     def _write_block(self, block: Block) -> Path:
@@ -87,31 +89,34 @@ class LocalBlockstore:
             raise
         return shard
 
-    def read_block(self, cid: CID) -> bytes:
+    def read_block(self, cid: bytes) -> bytes:
         """The bytes of one block, checked against its CID."""
         try:
             data = self._path(cid).read_bytes()
         except FileNotFoundError:
-            raise ContentNotFoundError(f"block {cid} is not in the local blockstore") from None
+            raise ContentNotFoundError(
+                f"block {cid_text(cid)} is not in the local blockstore"
+            ) from None
         try:
             check_block(cid, data)
         except InvalidBlockError as exc:
             raise StorageError(str(exc)) from None
         return data
 
-    def _read_file(self, cid: CID, out: list[bytes], depth: int) -> None:
+    def _read_file(self, cid: bytes, out: list[bytes], depth: int) -> None:
         if depth > 64:
-            raise StorageError(f"{cid}: DAG deeper than 64 levels")
+            raise StorageError(f"{cid_text(cid)}: DAG deeper than 64 levels")
         data = self.read_block(cid)
-        if cid.codec.name == "raw":
+        codec = cid_codec(cid)
+        if codec == RAW:
             out.append(data)
             return
-        if cid.codec.name != "dag-pb":
-            raise StorageError(f"{cid}: codec {cid.codec.name} is not a UnixFS file")
+        if codec != DAG_PB:
+            raise StorageError(f"{cid_text(cid)}: codec 0x{codec:x} is not a UnixFS file")
         try:
             node = decode_file_node(data)
         except InvalidBlockError as exc:
-            raise StorageError(f"{cid}: {exc}") from None
+            raise StorageError(f"{cid_text(cid)}: {exc}") from None
         out.append(node.data)
         for link in node.links:
             self._read_file(link, out, depth + 1)
