@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup).
-.PHONY: setup demo test bench lint
+.PHONY: setup demo test bench bench-setup lint
 
 setup:
 	./scripts/setup
@@ -10,8 +10,15 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest -q
 
-bench: setup
+# Benchmark extras: more photos (scikit-learn, matplotlib; Debian's opencv-doc if installed) and
+# the baseline watermark, invisible-watermark, without its torch-pulling dependencies.
+bench-setup: setup
+	.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[bench]"
+	.venv/bin/python -m pip install --quiet --no-deps -c constraints.txt invisible-watermark
+
+bench: bench-setup
 	.venv/bin/python benchmarks/register.py
+	.venv/bin/python benchmarks/watermark.py
 
 lint:
 	.venv/bin/ruff check src tests benchmarks

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tests.conftest import jpeg_bytes, png_bytes, tree_snapshot
 
-from blockimage import Node
+from blockimage import Node, watermark
 from blockimage.imaging import InvalidImageError
 from blockimage.ledger import AuditFailure, RecordNotFoundError
 from blockimage.ledger.checkpoint import open_checkpoint
@@ -20,6 +20,7 @@ from blockimage.ledger.merkle import leaf_hash
 from blockimage.node import DuplicateContentError
 from blockimage.records import Record, verify_record_signature
 from blockimage.storage.unixfs import cid_for_bytes
+from blockimage.watermark import WatermarkCapacityError
 
 
 def test_receipt_has_the_contract_fields_and_a_valid_signature(node, photo_file):
@@ -98,14 +99,29 @@ def test_registered_file_verifies_authentic_and_unrelated_photo_unknown(node, ph
     assert node.verify(photos["coffee"]).verdict == "unknown"
 
 
-def test_lossless_resave_matches_by_pixels_and_reencode_by_pdq(node, photo_file, tmp_path):
+def test_lossless_resave_matches_by_pixels(node, photo_file):
     receipt = node.register(photo_file("astronaut"), owner="alice")
     pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, "TIFF")
     assert node.verify(out.getvalue()).matched_by == "sha256_pixels"
-    verdict = node.verify(jpeg_bytes(pixels, 70))
+
+
+def test_reencoded_copy_is_found_by_its_watermark(node, photo_file):
+    receipt = node.register(photo_file("astronaut"), owner="alice")
+    pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
+    verdict = node.verify(jpeg_bytes(pixels, 60))
+    assert (verdict.verdict, verdict.matched_by) == ("benign", "watermark")
+    assert verdict.record_id == receipt.record.record_id
+    assert verdict.similarity.watermark_bits_ok > 0.9
+
+
+def test_copy_without_a_readable_watermark_is_found_by_pdq(node, photo_file):
+    receipt = node.register(photo_file("astronaut"), owner="alice")
+    rotated = Image.open(receipt.output).convert("RGB").rotate(1, Image.Resampling.BICUBIC)
+    verdict = node.verify(jpeg_bytes(np.asarray(rotated), 85))
     assert (verdict.verdict, verdict.matched_by) == ("benign", "pdq")
+    assert verdict.record_id == receipt.record.record_id
     assert verdict.similarity.pdq_distance <= 31
 
 
@@ -141,8 +157,9 @@ def test_derivative_with_parent_is_allowed_and_shows_in_history(node, photo_file
 
 
 @pytest.mark.parametrize("content", [b"", b"GIF89a not really", b"\x89PNG\r\n\x1a\ntruncated"])
-def test_bad_input_is_rejected_and_nothing_is_written(node, home, tmp_path, content):
-    node.register(np.full((64, 64, 3), 7, np.uint8), owner="alice")  # a non-empty home
+def test_bad_input_is_rejected_and_nothing_is_written(node, home, tmp_path, content, photos):
+    photo_path = photos["coffee"]
+    node.register(np.asarray(Image.open(photo_path)), owner="alice")  # a non-empty home
     before = tree_snapshot(home)
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
@@ -200,11 +217,35 @@ def test_state_persists_across_nodes(home, photo_file):
         receipt = first.register(photo_file("coffee"), owner="alice")
     with Node(home) as second:
         assert second.verify(receipt.output).verdict == "authentic"
-        pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
-        assert second.verify(jpeg_bytes(pixels, 75)).matched_by == "pdq"
+        # A copy only the PDQ index can find (1 degree rotation defeats the watermark).
+        rotated = Image.open(receipt.output).convert("RGB").rotate(1, Image.Resampling.BICUBIC)
+        assert second.verify(np.asarray(rotated)).matched_by == "pdq"
 
 
 def test_key_files_are_private(node, photo_file, home):
     node.register(photo_file("coffee"), owner="alice")
     for key in [home / "keys/node.key", home / "keys/owners/alice.key", home / "keys/api_token"]:
         assert key.stat().st_mode & 0o777 == 0o600, key
+
+
+def test_registered_file_carries_the_record_id_as_its_watermark(node, photo_file):
+    for name in ("rocket", "coffee"):  # a JPEG input (saved as JPEG q95) and a PNG input
+        receipt = node.register(photo_file(name), owner="alice")
+        written = np.asarray(Image.open(receipt.output).convert("RGB"))
+        payload, _ = watermark.extract(written, node.keys.watermark_key())
+        assert payload == int(receipt.record.record_id, 16)
+        wm = receipt.record.watermark
+        # NC is measured before error correction: a JPEG q95 save may flip a bit or two.
+        assert wm.psnr >= 40 and wm.ssim >= 0.98 and wm.nc >= 0.95
+
+
+def test_image_too_small_for_the_watermark_is_refused_and_nothing_written(
+    node, home, tmp_path, photos
+):
+    node.register(np.asarray(Image.open(photos["astronaut"]).convert("RGB")), owner="a")
+    before = tree_snapshot(home)
+    small = tmp_path / "thumb.png"
+    Image.new("RGB", (300, 200), (20, 90, 200)).save(small)
+    with pytest.raises(WatermarkCapacityError, match="at least 256 pixels"):
+        node.register(small, owner="alice")
+    assert tree_snapshot(home) == before and not list(tmp_path.glob("thumb.bi.*"))

@@ -20,10 +20,16 @@ from .config import ConfigError
 from .imaging import InvalidImageError
 from .keys import OWNER_NAME_RE, InvalidOwnerError
 from .ledger import AuditFailure, LedgerError, RecordNotFoundError
-from .node import BackendUnavailableError, DuplicateContentError, Node
+from .node import (
+    BackendUnavailableError,
+    DuplicateContentError,
+    Node,
+    WatermarkNotRecoverableError,
+)
 from .records import RECORD_ID_RE, Receipt, Record, RecordFormatError, Verdict
 from .storage import StorageError
 from .storage.unixfs import parse_cid
+from .watermark import WatermarkCapacityError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +45,8 @@ _USER_ERRORS = (
     StorageError,
     LedgerError,
     RecordFormatError,
+    WatermarkCapacityError,
+    WatermarkNotRecoverableError,
 )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import watermark
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
     PDQ_MIN_QUALITY,
@@ -29,19 +30,30 @@ from .index import PdqIndex
 from .keys import KeyStore, check_owner_name
 from .ledger import AuditFailure, AuditReport, Ledger, RecordNotFoundError
 from .ledger.log import MerkleLog
+from .quality import normalized_correlation, psnr, ssim
 from .records import (
     Receipt,
     Record,
     Similarity,
     Tag,
     Verdict,
+    WatermarkMetrics,
     new_record_id,
     sign_record,
 )
 from .storage import ContentNotFoundError, Storage, StorageError
 from .storage.local import LocalBlockstore
 
-__all__ = ["Node", "ImageSource", "DuplicateContentError", "BackendUnavailableError"]
+__all__ = [
+    "Node",
+    "ImageSource",
+    "DuplicateContentError",
+    "BackendUnavailableError",
+    "WatermarkNotRecoverableError",
+]
+
+# Registered files: JPEG inputs stay JPEG (quality 95, 4:4:4 chroma), everything else is PNG.
+_JPEG_QUALITY = 95
 
 ImageSource = str | os.PathLike[str] | bytes | np.ndarray
 
@@ -52,6 +64,19 @@ class DuplicateContentError(ValueError):
 
 class BackendUnavailableError(RuntimeError):
     """The configured backend is not available in this build or not reachable."""
+
+
+class WatermarkNotRecoverableError(ValueError):
+    """The watermark did not survive saving the registered file (nothing was registered)."""
+
+
+@dataclass(frozen=True)
+class _Marked:
+    """The registered file: bytes, decoded pixels, format, and how well the mark came out."""
+
+    data: bytes
+    image: DecodedImage
+    metrics: WatermarkMetrics
 
 
 @dataclass(frozen=True)
@@ -138,19 +163,19 @@ class Node:
         if parent is not None:
             self.ledger.get(parent)  # raises RecordNotFoundError
         original = fingerprint(item.data, item.image.pixels)
-        self._refuse_duplicate(original, owner=owner, parent=parent)
+        self._refuse_duplicate(original, item.image.pixels, owner=owner, parent=parent)
         record_id = self._fresh_record_id()
 
-        # 1. watermark (its issue plugs in here; until then the file is registered as it is)
-        registered_bytes = item.data
-        registered_pixels = item.image.pixels
-        watermark_metrics = None
+        # 1. watermark
+        marked = self._embed_watermark(item, record_id)
+        registered_bytes = marked.data
+        registered_pixels = marked.image.pixels
         # 2. analyse (its issue plugs in here)
         tags: tuple[Tag, ...] = ()
         # 3. fingerprint the file that is registered
         fp = fingerprint(registered_bytes, registered_pixels)
 
-        output_path = self._output_path(item, out)
+        output_path = self._output_path(item, marked.image.format, out)
         staged = _stage(output_path, registered_bytes) if output_path else None
         try:
             # 4. store
@@ -170,9 +195,9 @@ class Node:
                 cid=cid,
                 width=int(registered_pixels.shape[1]),
                 height=int(registered_pixels.shape[0]),
-                media_type=item.image.media_type,
+                media_type=marked.image.media_type,
                 tags=tags,
-                watermark=watermark_metrics,
+                watermark=marked.metrics,
                 parent=parent,
             )
             log = self.ledger.append(sign_record(record, owner_key))
@@ -189,7 +214,40 @@ class Node:
             output=str(output_path) if output_path else None,
         )
 
-    def _refuse_duplicate(self, fp: Fingerprint, *, owner: str, parent: str | None) -> None:
+    def _embed_watermark(self, item: _Input, record_id: str) -> _Marked:
+        """Embed the record id, save in the output format, and check the mark in the saved file."""
+        key = self.keys.watermark_key()
+        payload = int(record_id, 16)
+        pixels = watermark.embed(item.image.pixels, payload, key)
+        fmt = "JPEG" if item.image.format == "JPEG" else "PNG"
+        data = encode_image(pixels, fmt, quality=_JPEG_QUALITY)
+        saved = decode_image(data, max_pixels=self.settings.max_pixels)
+        found = watermark.extract_details(saved.pixels, key)
+        if found.payload != payload or found.bits is None:
+            raise WatermarkNotRecoverableError(
+                "the watermark could not be read back from the saved image; nothing was "
+                "registered (is the image almost uniform?)"
+            )
+        metrics = WatermarkMetrics(
+            psnr=round(psnr(item.image.pixels, saved.pixels), 2),
+            ssim=round(ssim(item.image.pixels, saved.pixels), 4),
+            nc=round(normalized_correlation(watermark.coded_bits(payload, key), found.bits), 4),
+        )
+        return _Marked(data, saved, metrics)
+
+    def _read_watermark(self, pixels: np.ndarray) -> tuple[Record | None, watermark.Extraction]:
+        """The record whose id the image's watermark carries, if any."""
+        found = watermark.extract_details(pixels, self.keys.watermark_key())
+        if found.payload is None:
+            return None, found
+        try:
+            return self.ledger.get(f"{found.payload:016x}"), found
+        except RecordNotFoundError:
+            return None, found
+
+    def _refuse_duplicate(
+        self, fp: Fingerprint, pixels: np.ndarray, *, owner: str, parent: str | None
+    ) -> None:
         for digest in (fp.sha256_file, fp.sha256_pixels):
             for existing in self.ledger.find_by_sha256(digest):
                 raise DuplicateContentError(
@@ -197,7 +255,16 @@ class Node:
                     f"(owner {existing.owner}, {existing.created_at}); the registered file is "
                     f"`blockimage get {existing.cid} -o FILE`"
                 )
-        if parent is not None or fp.pdq_quality < PDQ_MIN_QUALITY:
+        if parent is not None:
+            return
+        marked_by, _ = self._read_watermark(pixels)
+        if marked_by is not None:
+            raise DuplicateContentError(
+                f"this image carries the watermark of registered record {marked_by.record_id} "
+                f"(owner {marked_by.owner}); register it as a derivative with "
+                f"--parent {marked_by.record_id}"
+            )
+        if fp.pdq_quality < PDQ_MIN_QUALITY:
             return
         matches = self.index.nearest(fp.pdq)
         if matches:
@@ -216,8 +283,10 @@ class Node:
             except RecordNotFoundError:
                 return record_id
 
-    def _output_path(self, item: _Input, out: str | os.PathLike[str] | None) -> Path | None:
-        ext = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}[item.image.format]
+    def _output_path(
+        self, item: _Input, fmt: str, out: str | os.PathLike[str] | None
+    ) -> Path | None:
+        ext = {"JPEG": ".jpg", "PNG": ".png"}[fmt]
         if out is not None:
             directory = Path(out)
             directory.mkdir(parents=True, exist_ok=True)
@@ -266,6 +335,20 @@ class Node:
                         "(the file was re-saved losslessly or its metadata changed)."
                     ],
                 )
+        marked_by, found = self._read_watermark(item.image.pixels)
+        if marked_by is not None:
+            return self._verdict(
+                "benign",
+                "watermark",
+                marked_by,
+                Similarity(watermark_bits_ok=round(found.bits_ok, 4)),
+                [
+                    f"The invisible watermark decodes to record {marked_by.record_id} "
+                    f"({found.bits_ok:.0%} of the coded bits intact before error correction).",
+                    "The pixels were not compared with the stored original, so local edits "
+                    "are not ruled out.",
+                ],
+            )
         pdq, pdq_quality = pdq_hash(item.image.pixels)
         if pdq_quality >= PDQ_MIN_QUALITY:
             matches = self.index.nearest(pdq)

@@ -1,0 +1,194 @@
+"""Watermark robustness harness: BlockImage vs invisible-watermark's dwtDctSvd, same run.
+
+For every real photo (long side 1024 px) and both methods: embed a random 64-bit payload, run
+each attack, extract, and count exact recoveries (all 64 bits). Prints per-attack recovery
+rates, PSNR / SSIM of the marked image, and embed / extract times; also the false-positive count
+of BlockImage's extractor on the unmarked photos and their attacked versions.
+
+Baseline: ``invisible-watermark`` (imwatermark) ``dwtDctSvd``, installed with
+``pip install --no-deps invisible-watermark opencv-python-headless``. Its package imports
+torch for RivaGAN; we stub that import, since dwtDctSvd never uses it.
+
+Usage: .venv/bin/python benchmarks/watermark.py [--photos N] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+sys.path.insert(0, str(Path(__file__).parent))
+from photos import load, photo_paths  # noqa: E402
+
+from blockimage import watermark  # noqa: E402
+from blockimage.quality import psnr, ssim  # noqa: E402
+
+KEY = bytes(range(32))
+Attack = Callable[[np.ndarray], np.ndarray]
+
+
+def _jpeg(q: int) -> Attack:
+    def attack(img: np.ndarray) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=q)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    return attack
+
+
+def _resize(img: np.ndarray, factor: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    size = (round(w * factor), round(h * factor))
+    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BICUBIC))
+
+
+def _down_up(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    small = Image.fromarray(img).resize((w // 2, h // 2), Image.Resampling.BICUBIC)
+    return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC))
+
+
+def _noise(img: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(int(img[::97, ::89].sum()))
+    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+
+
+def _brightness(img: np.ndarray) -> np.ndarray:
+    return np.clip(img.astype(int) + 20, 0, 255).astype(np.uint8)
+
+
+def _contrast(img: np.ndarray) -> np.ndarray:
+    return np.asarray(ImageEnhance.Contrast(Image.fromarray(img)).enhance(1.2))
+
+
+def _crop10(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    dy, dx = h // 20, w // 20  # 5 % off each side: 90 % of width and height remain
+    return np.ascontiguousarray(img[dy : h - dy, dx : w - dx])
+
+
+def _rotate2(img: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(img).rotate(2, Image.Resampling.BICUBIC))
+
+
+ATTACKS: dict[str, Attack] = {
+    "none": lambda img: img,
+    "jpeg90": _jpeg(90),
+    "jpeg75": _jpeg(75),
+    "jpeg50": _jpeg(50),
+    "down50": lambda img: _resize(img, 0.5),
+    "down-up": _down_up,
+    "noise5": _noise,
+    "bright+20": _brightness,
+    "contrast1.2": _contrast,
+    "crop10": _crop10,
+    "rotate2": _rotate2,
+}
+
+
+class BlockImageMethod:
+    name = "blockimage"
+
+    def embed(self, img: np.ndarray, payload: int) -> np.ndarray:
+        return watermark.embed(img, payload, KEY)
+
+    def extract(self, img: np.ndarray) -> int | None:
+        return watermark.extract(img, KEY)[0]
+
+
+class DwtDctSvdMethod:
+    """invisible-watermark's dwtDctSvd with a 64-bit payload (its API works on BGR arrays)."""
+
+    name = "dwtDctSvd"
+
+    def __init__(self) -> None:
+        sys.modules.setdefault("torch", types.ModuleType("torch"))  # RivaGAN-only import
+        from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+        self._enc, self._dec = WatermarkEncoder, WatermarkDecoder
+
+    def embed(self, img: np.ndarray, payload: int) -> np.ndarray:
+        enc = self._enc()
+        enc.set_watermark("bytes", payload.to_bytes(8, "big"))
+        return np.ascontiguousarray(enc.encode(img[:, :, ::-1].copy(), "dwtDctSvd")[:, :, ::-1])
+
+    def extract(self, img: np.ndarray) -> int | None:
+        dec = self._dec("bytes", 64)
+        out = dec.decode(np.ascontiguousarray(img[:, :, ::-1]), "dwtDctSvd")
+        return int.from_bytes(bytes(out), "big")
+
+
+def run(method, photos: list[np.ndarray], rng: np.random.Generator) -> dict:
+    ok = {a: 0 for a in ATTACKS}
+    psnrs, ssims, t_embed, t_extract = [], [], [], []
+    for img in photos:
+        payload = int(rng.integers(0, 2**63)) * 2 + 1
+        t0 = time.perf_counter()
+        marked = method.embed(img, payload)
+        t_embed.append(time.perf_counter() - t0)
+        psnrs.append(psnr(img, marked))
+        ssims.append(ssim(img, marked))
+        for name, attack in ATTACKS.items():
+            attacked = attack(marked)
+            t0 = time.perf_counter()
+            found = method.extract(attacked)
+            if name == "none":
+                t_extract.append(time.perf_counter() - t0)
+            ok[name] += found == payload
+    n = len(photos)
+    return {
+        "recovery": {a: ok[a] / n for a in ATTACKS},
+        "psnr": (float(np.mean(psnrs)), float(np.min(psnrs))),
+        "ssim": (float(np.mean(ssims)), float(np.min(ssims))),
+        "embed_ms": 1000 * float(np.median(t_embed)),
+        "extract_ms": 1000 * float(np.median(t_extract)),
+    }
+
+
+def false_positives(photos: list[np.ndarray]) -> tuple[int, int]:
+    """Extraction attempts on unmarked photos (and attacked versions) that returned a payload."""
+    hits = tries = 0
+    for img in photos:
+        for attack in ATTACKS.values():
+            tries += 1
+            hits += watermark.extract(attack(img), KEY)[0] is not None
+    return hits, tries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=0, help="use only the first N photos")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    paths = photo_paths()[: args.photos or None]
+    photos = [load(p) for p in paths]
+    print(f"{len(photos)} real photos, long side 1024 px: " + ", ".join(p.stem for p in paths))
+    methods = [BlockImageMethod()]
+    if not args.no_baseline:
+        methods.append(DwtDctSvdMethod())
+    results = {m.name: run(m, photos, np.random.default_rng(1)) for m in methods}
+    names = list(results)
+    print(f"\n{'exact recovery':<14}" + "".join(f"{n:>12}" for n in names))
+    for attack in ATTACKS:
+        print(f"{attack:<14}" + "".join(f"{results[n]['recovery'][attack]:>12.0%}" for n in names))
+    for label, key, fmt in (
+        ("PSNR mean/min", "psnr", "{:.1f}/{:.1f}"),
+        ("SSIM mean/min", "ssim", "{:.3f}/{:.3f}"),
+    ):
+        print(f"{label:<14}" + "".join(f"{fmt.format(*results[n][key]):>12}" for n in names))
+    for label, key in (("embed ms", "embed_ms"), ("extract ms", "extract_ms")):
+        print(f"{label:<14}" + "".join(f"{results[n][key]:>12.0f}" for n in names))
+    hits, tries = false_positives(photos)
+    print(f"\nfalse positives of blockimage on unmarked photos: {hits} of {tries} extractions")
+
+
+if __name__ == "__main__":
+    main()

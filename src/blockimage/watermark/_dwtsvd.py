@@ -1,0 +1,124 @@
+"""The embedding domain: singular values of mean-removed blocks of the DWT LL sub-band.
+
+1. Luma is resampled to a canonical C x C grid (antialiased bilinear), so the mark lives at a
+   fixed fraction of the picture whatever its resolution; the extractor resamples a suspect
+   image the same way, which undoes resizing.
+2. A 2-D Haar DWT (PyWavelets) of the canonical luma; the LL sub-band is cut into b x b blocks.
+3. Each block's mean is removed (a brightness shift only moves the mean) and its largest singular
+   value s1 is quantised (dither modulation, Chen & Wornell 2001) onto one of two interleaved
+   lattices of step ``step`` with a keyed dither: lattice 0 at (k + d) * step, lattice 1 at
+   (k + d + 1/2) * step. Only s1 changes: the block changes by (s1' - s1) * u1 v1^T.
+4. The change is brought back to the image by the inverse DWT and a resampling of the
+   difference to the image's size.
+
+Extraction returns, per block, cos(2 pi phase) of s1 / step against the dither: +1 on lattice
+0, -1 on lattice 1. Contrast scales s1; the caller searches a small set of gains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pywt
+from PIL import Image
+
+__all__ = ["Domain", "analyse", "block_phase", "apply_qim"]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The canonical-domain decomposition of one image's luma."""
+
+    canonical: np.ndarray  # C x C float32 luma
+    coeffs: list  # pywt wavedec2 output
+    blocks: np.ndarray  # N x b x b mean-removed LL blocks
+    means: np.ndarray  # N block means
+    u1: np.ndarray  # N x b
+    s1: np.ndarray  # N
+    v1: np.ndarray  # N x b
+
+
+def resample(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Antialiased bilinear resampling of a float32 plane (Pillow 'F' mode)."""
+    if plane.shape == (height, width):
+        return plane.astype(np.float32, copy=False)
+    img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), "F")
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def analyse(luma: np.ndarray, *, canonical: int, level: int, block: int, wavelet: str) -> Domain:
+    """Decompose ``luma`` (H x W float32) into the embedding domain."""
+    canon = resample(luma, canonical, canonical)
+    coeffs = pywt.wavedec2(canon, wavelet, level=level, mode="periodization")
+    ll = coeffs[0]
+    n = ll.shape[0] // block
+    blocks = ll[: n * block, : n * block].reshape(n, block, n, block).transpose(0, 2, 1, 3)
+    blocks = blocks.reshape(n * n, block, block)
+    means = blocks.mean(axis=(1, 2))
+    centred = blocks - means[:, None, None]
+    u, s, vt = np.linalg.svd(centred)
+    return Domain(canon, coeffs, centred, means, u[:, :, 0], s[:, 0], vt[:, 0, :])
+
+
+def block_phase(s1: np.ndarray, step: float, dither: np.ndarray) -> np.ndarray:
+    """cos(2 pi (s1/step - dither)): +1 on lattice 0, -1 on lattice 1."""
+    return np.cos(2 * np.pi * (s1 / step - dither))
+
+
+def _smooth_direction(b: int) -> np.ndarray:
+    """The smoothest zero-mean unit rank-1 pattern of a b x b block: DCT-II basis 1 x basis 1."""
+    n = np.arange(b)
+    basis = np.cos(np.pi * (2 * n + 1) / (2 * b))
+    basis /= np.linalg.norm(basis)
+    return np.outer(basis, basis)
+
+
+def apply_qim(
+    dom: Domain,
+    bits: np.ndarray,
+    dither: np.ndarray,
+    step: np.ndarray | float,
+    margin: np.ndarray,
+    flat: np.ndarray,
+    wavelet: str,
+) -> np.ndarray:
+    """Move each block's s1 into the decision region of its bit; return the canonical change.
+
+    ``bits`` (N, 0/1); ``dither`` (N, in [0, 1)); ``margin`` (N, in (0, 1/4]): how deep inside
+    the decision region (|s1/step - lattice point| < 1/4) s1 must end, 1/4 meaning on the lattice
+    point itself (full dither modulation), smaller values a minimal move for blocks where a
+    change would show; ``flat`` (N, bool): blocks whose own rank-1 direction is noise, where the
+    rank-1 part is replaced by a smooth pattern (s1 does not depend on the direction).
+    """
+    offset = dither + 0.5 * bits
+    u = dom.s1 / step
+    limit = 0.25 - margin
+    # The nearest point of the bit's decision regions [p - limit, p + limit] (p on the bit's
+    # lattice) that is non-negative, since a singular value cannot be negative.
+    nearest = np.round(u - offset) + offset
+    best = np.full_like(u, np.inf)
+    target = u.copy()
+    for shift in (-1.0, 0.0, 1.0):
+        p = nearest + shift
+        lo, hi = np.maximum(p - limit, 0.0), p + limit
+        candidate = np.clip(u, lo, hi)
+        distance = np.where(hi >= 0, np.abs(candidate - u), np.inf)
+        better = distance < best
+        best = np.where(better, distance, best)
+        target = np.where(better, candidate, target)
+    target = target * step
+    b = dom.blocks.shape[1]
+    n = int(np.sqrt(dom.blocks.shape[0]))
+    rank1 = dom.u1[:, :, None] * dom.v1[:, None, :]
+    change = (target - dom.s1)[:, None, None] * rank1
+    smooth = target[:, None, None] * _smooth_direction(b) - dom.s1[:, None, None] * rank1
+    delta_blocks = np.where(flat[:, None, None], smooth, change)
+    ll_delta = np.zeros_like(dom.coeffs[0])
+    ll_delta[: n * b, : n * b] = (
+        delta_blocks.reshape(n, n, b, b).transpose(0, 2, 1, 3).reshape(n * b, n * b)
+    )
+    zero_details = [tuple(np.zeros_like(d) for d in detail) for detail in dom.coeffs[1:]]
+    return pywt.waverec2([ll_delta, *zero_details], wavelet, mode="periodization").astype(
+        np.float32
+    )

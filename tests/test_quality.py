@@ -1,0 +1,39 @@
+"""Quality metrics: PSNR, SSIM, NC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockimage.quality import normalized_correlation, psnr, ssim
+
+
+def test_psnr_of_a_known_error():
+    a = np.full((10, 10, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 110  # MSE = 100 / 300
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / (100 / 300)))
+    assert psnr(a, a) == float("inf")
+
+
+def test_ssim_is_one_for_identical_and_lower_for_noise():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    a = np.dstack([yy * 3, xx * 3, (yy + xx) * 2]).astype(np.uint8)  # smooth gradients
+    noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, noisy) < 0.9
+
+
+def test_nc_of_bit_vectors():
+    bits = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    assert normalized_correlation(bits, bits) == 1.0
+    assert normalized_correlation(bits, 1 - bits) == -1.0
+    assert normalized_correlation(bits, np.array([0, 1, 1, 0, 0, 1, 1, 0])) == 0.0
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(ValueError, match="differ in shape"):
+        psnr(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        ssim(np.zeros((8, 8)), np.zeros((8, 8)))

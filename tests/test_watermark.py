@@ -1,0 +1,153 @@
+"""The keyed DWT-SVD watermark: invisible, robust, keyed, and never a wrong payload."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from blockimage import watermark
+from blockimage.quality import psnr, ssim
+from blockimage.watermark import _payload
+
+KEY = bytes(range(32))
+PAYLOAD = 0xB10C_1A6E_0123_4567
+
+
+def at_1024(path) -> np.ndarray:
+    img = Image.open(path).convert("RGB")
+    scale = 1024 / max(img.size)
+    return np.asarray(
+        img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+    )
+
+
+@pytest.fixture(scope="module")
+def marked(photos):
+    """(original, marked) pairs for three real photos at 1024 px."""
+    pairs = {}
+    for name in ("astronaut", "rocket", "motorcycle"):
+        original = at_1024(photos[name])
+        pairs[name] = (original, watermark.embed(original, PAYLOAD, KEY))
+    return pairs
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def resize(img: np.ndarray, factor: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    return np.asarray(
+        Image.fromarray(img).resize(
+            (round(w * factor), round(h * factor)), Image.Resampling.BICUBIC
+        )
+    )
+
+
+ATTACKS = {
+    "jpeg90": lambda m: jpeg(m, 90),
+    "jpeg75": lambda m: jpeg(m, 75),
+    "jpeg50": lambda m: jpeg(m, 50),
+    "downscale to 50% (extracted small)": lambda m: resize(m, 0.5),
+    "down and up": lambda m: resize(resize(m, 0.5), 2.0),
+    "gaussian noise 5": lambda m: np.clip(
+        m + np.random.default_rng(0).normal(0, 5, m.shape), 0, 255
+    ).astype(np.uint8),
+    "brightness +20": lambda m: np.clip(m.astype(int) + 20, 0, 255).astype(np.uint8),
+    "contrast x1.2": lambda m: np.asarray(ImageEnhance.Contrast(Image.fromarray(m)).enhance(1.2)),
+}
+
+
+def test_unattacked_mark_gives_the_payload_back(marked):
+    for original, m in marked.values():
+        payload, confidence = watermark.extract(m, KEY)
+        assert payload == PAYLOAD and confidence > 0.25
+        assert m.shape == original.shape and m.dtype == np.uint8
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
+def test_payload_survives(marked, attack):
+    for name, (_, m) in marked.items():
+        assert watermark.extract(ATTACKS[attack](m), KEY)[0] == PAYLOAD, name
+
+
+def test_mark_is_invisible_by_psnr_and_ssim(marked):
+    for name, (original, m) in marked.items():
+        assert psnr(original, m) >= 40, name
+        assert ssim(original, m) >= 0.98, name
+
+
+def test_flat_and_blurred_pictures_stay_invisible_and_readable(photos):
+    yy, xx = np.mgrid[0:600, 0:800]
+    sky = np.dstack([100 + 60 * yy / 600, 150 + 40 * yy / 600, 230 - 20 * xx / 800])
+    blurred = Image.fromarray(at_1024(photos["coffee"])).filter(ImageFilter.GaussianBlur(6))
+    for picture in (sky.astype(np.uint8), np.asarray(blurred)):
+        m = watermark.embed(picture, PAYLOAD, KEY)
+        assert psnr(picture, m) >= 40 and ssim(picture, m) >= 0.98
+        assert watermark.extract(jpeg(m, 75), KEY)[0] == PAYLOAD
+
+
+def test_wrong_key_reads_nothing(marked):
+    other = bytes(32)
+    for _, m in marked.values():
+        assert watermark.extract(m, other) == (None, 0.0)
+
+
+def test_unmarked_photos_read_nothing(photos):
+    for path in photos.values():
+        img = np.asarray(Image.open(path).convert("RGB"))
+        for variant in (img, jpeg(img, 75), resize(img, 0.5)):
+            assert watermark.extract(variant, KEY)[0] is None
+
+
+def test_greyscale_input_keeps_its_shape(photos):
+    grey = np.asarray(Image.open(photos["chelsea"]).convert("L"))
+    m = watermark.embed(grey, PAYLOAD, KEY)
+    assert m.shape == grey.shape and m.dtype == np.uint8
+    assert watermark.extract(m, KEY)[0] == PAYLOAD
+
+
+def test_images_too_small_for_the_payload_are_refused():
+    with pytest.raises(watermark.WatermarkCapacityError, match="at least 256 pixels"):
+        watermark.embed(np.zeros((255, 800, 3), np.uint8), PAYLOAD, KEY)
+    # The smallest accepted size works.
+    img = np.asarray(
+        Image.fromarray(
+            np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        ).resize((256, 256))
+    )
+    assert watermark.extract(watermark.embed(img, PAYLOAD, KEY), KEY)[0] == PAYLOAD
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 64])
+def test_payload_must_be_64_bits(bad):
+    with pytest.raises(ValueError, match="64-bit"):
+        watermark.embed(np.zeros((300, 300, 3), np.uint8), bad, KEY)
+
+
+def test_code_corrects_ten_bit_errors_and_never_returns_a_wrong_payload():
+    rng = np.random.default_rng(7)
+    sent = _payload.encode_payload(PAYLOAD, KEY)
+    for flips in (1, 5, 10):
+        for _ in range(20):
+            received = sent.copy()
+            received[rng.choice(sent.size, flips, replace=False)] ^= 1
+            assert _payload.decode_bits(received, KEY) == (PAYLOAD, flips)
+    wrong = 0
+    for _ in range(3000):  # far beyond the code's reach: decoding must fail, not mislead
+        received = sent.copy()
+        received[rng.choice(sent.size, rng.integers(11, 60), replace=False)] ^= 1
+        payload, _ = _payload.decode_bits(received, KEY)
+        wrong += payload is not None and payload != PAYLOAD
+    assert wrong == 0
+
+
+def test_coded_bits_depend_on_the_key():
+    a = _payload.encode_payload(PAYLOAD, KEY)
+    b = _payload.encode_payload(PAYLOAD, bytes(32))
+    assert a.size == b.size == watermark.CODED_BITS and 0.3 < np.mean(a != b) < 0.7
