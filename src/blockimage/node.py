@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import watermark
+from .compare import Comparison, compare
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
+    PDQ_MATCH_THRESHOLD,
     PDQ_MIN_QUALITY,
     Fingerprint,
     file_sha256,
     fingerprint,
+    pdq_distance,
     pdq_hash,
     pixel_sha256,
 )
@@ -34,6 +38,7 @@ from .quality import normalized_correlation, psnr, ssim
 from .records import (
     Receipt,
     Record,
+    Region,
     Similarity,
     Tag,
     Verdict,
@@ -46,6 +51,7 @@ from .storage.local import LocalBlockstore
 
 __all__ = [
     "Node",
+    "Evidence",
     "ImageSource",
     "DuplicateContentError",
     "BackendUnavailableError",
@@ -68,6 +74,16 @@ class BackendUnavailableError(RuntimeError):
 
 class WatermarkNotRecoverableError(ValueError):
     """The watermark did not survive saving the registered file (nothing was registered)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A verdict with the images behind it: the suspect, the stored original, the comparison."""
+
+    verdict: Verdict
+    suspect: np.ndarray
+    original: np.ndarray | None = None
+    comparison: Comparison | None = None
 
 
 @dataclass(frozen=True)
@@ -299,12 +315,17 @@ class Node:
     # -- verify -----------------------------------------------------------------------------------
     def verify(self, source: ImageSource) -> Verdict:
         """Find the registered record an image comes from and judge it (CONTRACT.md: Verdict)."""
+        return self.verify_detailed(source).verdict
+
+    def verify_detailed(self, source: ImageSource) -> Evidence:
+        """:meth:`verify`, plus the images behind the verdict (for reports)."""
         item = self._read(source)
         # Cheapest evidence first: PDQ (~10 ms per megapixel) only when no exact hash matches.
         sha256_file = file_sha256(item.data)
         for record in self.ledger.find_by_sha256(sha256_file):
             if record.sha256_file == sha256_file:
-                return self._verdict(
+                return self._exact(
+                    item,
                     "authentic",
                     "sha256_file",
                     record,
@@ -312,7 +333,8 @@ class Node:
                     ["The file's SHA-256 equals that of the registered file: same bytes."],
                 )
             if record.original_sha256_file == sha256_file:
-                return self._verdict(
+                return self._exact(
+                    item,
                     "authentic",
                     "original_sha256_file",
                     record,
@@ -325,7 +347,8 @@ class Node:
         sha256_pixels = pixel_sha256(item.image.pixels)
         for record in self.ledger.find_by_sha256(sha256_pixels):
             if record.sha256_pixels == sha256_pixels:
-                return self._verdict(
+                return self._exact(
+                    item,
                     "authentic",
                     "sha256_pixels",
                     record,
@@ -337,36 +360,13 @@ class Node:
                 )
         marked_by, found = self._read_watermark(item.image.pixels)
         if marked_by is not None:
-            return self._verdict(
-                "benign",
-                "watermark",
-                marked_by,
-                Similarity(watermark_bits_ok=round(found.bits_ok, 4)),
-                [
-                    f"The invisible watermark decodes to record {marked_by.record_id} "
-                    f"({found.bits_ok:.0%} of the coded bits intact before error correction).",
-                    "The pixels were not compared with the stored original, so local edits "
-                    "are not ruled out.",
-                ],
-            )
+            return self._judge(item, marked_by, "watermark", found)
         pdq, pdq_quality = pdq_hash(item.image.pixels)
         if pdq_quality >= PDQ_MIN_QUALITY:
             matches = self.index.nearest(pdq)
             if matches:
-                best = matches[0]
-                record = self.ledger.get(best.record_id)
-                return self._verdict(
-                    "benign",
-                    "pdq",
-                    record,
-                    Similarity(pdq_distance=best.distance),
-                    [
-                        f"The perceptual hash (PDQ) is {best.distance} bits from the registered "
-                        f"image's (match threshold 31 of 256): the same picture, re-encoded "
-                        "or resized.",
-                        "The pixels were not compared with the stored original, so local edits "
-                        "are not ruled out.",
-                    ],
+                return self._judge(
+                    item, self.ledger.get(matches[0].record_id), "pdq", found, pdq=pdq
                 )
         explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
         if pdq_quality < PDQ_MIN_QUALITY:
@@ -374,7 +374,81 @@ class Node:
                 f"The image has little structure (PDQ quality {pdq_quality} < "
                 f"{PDQ_MIN_QUALITY}), so perceptual matching was not attempted."
             )
-        return Verdict(verdict="unknown", explanation=tuple(explanation))
+        return Evidence(
+            Verdict(verdict="unknown", explanation=tuple(explanation)), item.image.pixels
+        )
+
+    def _judge(
+        self,
+        item: _Input,
+        record: Record,
+        matched_by: str,
+        mark: watermark.Extraction,
+        *,
+        pdq: str | None = None,
+    ) -> Evidence:
+        """Compare the suspect with the stored original of ``record``: benign or tampered."""
+        explanation = []
+        if matched_by == "watermark":
+            explanation.append(
+                f"The invisible watermark decodes to record {record.record_id} "
+                f"({mark.bits_ok:.0%} of the coded bits intact before error correction)."
+            )
+        else:
+            explanation.append(
+                "The invisible watermark could not be read (cropped, rotated "
+                "or heavily processed copy, or registered elsewhere)."
+            )
+        pdq = pdq or pdq_hash(item.image.pixels)[0]
+        distance = pdq_distance(pdq, record.pdq)
+        explanation.append(
+            f"The perceptual hash (PDQ) is {distance} of 256 bits from the registered image's "
+            f"({'a match' if distance <= PDQ_MATCH_THRESHOLD else 'not a match'}, threshold "
+            f"{PDQ_MATCH_THRESHOLD})."
+        )
+        bits_ok = round(mark.bits_ok, 4) if mark.payload is not None else None
+        try:
+            original = decode_image(
+                self.storage.get(record.cid), max_pixels=self.settings.max_pixels
+            ).pixels
+        except (StorageError, InvalidImageError) as exc:
+            explanation.append(
+                f"The stored original could not be fetched ({exc}); local edits are not ruled out."
+            )
+            similarity = Similarity(pdq_distance=distance, watermark_bits_ok=bits_ok)
+            return Evidence(
+                self._verdict("benign", matched_by, record, similarity, explanation),
+                item.image.pixels,
+            )
+        result = compare(item.image.pixels, original)
+        similarity = Similarity(
+            psnr=result.psnr, ssim=result.ssim, pdq_distance=distance, watermark_bits_ok=bits_ok
+        )
+        explanation.append(_alignment_sentence(result, original.shape, item.image.pixels.shape))
+        explanation.append(
+            f"After alignment and tone normalisation the suspect is {result.psnr:.1f} dB PSNR, "
+            f"SSIM {result.ssim:.3f} from the stored original."
+        )
+        regions = tuple(Region(r.x, r.y, r.w, r.h, r.score) for r in result.regions)
+        if regions:
+            explanation.append(
+                f"{len(regions)} region(s) differ beyond compression noise, covering "
+                f"{result.changed_fraction:.1%} of the image; the largest is "
+                f"{regions[0].w}x{regions[0].h} px at ({regions[0].x}, {regions[0].y})."
+            )
+            verdict = "tampered"
+        else:
+            explanation.append(
+                "No area differs beyond what re-encoding, resizing and global tone changes explain."
+            )
+            verdict = "benign"
+        judged = self._verdict(verdict, matched_by, record, similarity, explanation)
+        if regions:
+            judged = replace(judged, regions=regions, mask=_mask_png(result.mask))
+        return Evidence(judged, item.image.pixels, original, result)
+
+    def _exact(self, item: _Input, *args: Any) -> Evidence:
+        return Evidence(self._verdict(*args), item.image.pixels)
 
     def _verdict(
         self,
@@ -464,6 +538,22 @@ class Node:
             raise InvalidImageError(
                 f"{what}: file too large ({size:,} bytes, limit {self.settings.max_file_bytes:,})"
             )
+
+
+def _alignment_sentence(result: Comparison, original: tuple, suspect: tuple) -> str:
+    size = f"{suspect[1]}x{suspect[0]} vs registered {original[1]}x{original[0]}"
+    if result.aligned_by == "features":
+        return (
+            f"The suspect ({size}) was aligned to the original by feature matching; it covers "
+            f"{result.covered_fraction:.0%} of the suspect's area (a crop or shift)."
+        )
+    if result.aligned_by == "none":
+        return f"The suspect ({size}) could not be aligned geometrically; compared as resized."
+    return f"The suspect ({size}) was compared after resizing to the same frame."
+
+
+def _mask_png(mask: np.ndarray) -> bytes:
+    return encode_image(np.repeat((mask.astype(np.uint8) * 255)[:, :, None], 3, axis=2), "PNG")
 
 
 def _as_rgb(array: np.ndarray) -> np.ndarray:

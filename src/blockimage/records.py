@@ -276,6 +276,7 @@ class Verdict:
     blind_tamper_score: float | None = None
     history: tuple[Record, ...] = ()
     explanation: tuple[str, ...] = ()
+    mask: bytes | None = None  # PNG of the changed pixels (white), suspect size; when tampered
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -292,4 +293,5 @@ class Verdict:
             "blind_tamper_score": self.blind_tamper_score,
             "history": [r.to_dict() for r in self.history],
             "explanation": list(self.explanation),
+            "mask": base64.b64encode(self.mask).decode("ascii") if self.mask else None,
         }

@@ -1,0 +1,272 @@
+"""Compare a suspect image with the registered original: align, normalise tone, map changes.
+
+``compare(suspect, registered)`` answers whether the suspect is the registered picture after
+benign processing (re-encoding, resizing, small crops, global tone and colour changes) or after
+a local content change, and where. Pure functions on RGB uint8 arrays (OpenCV, scikit-image);
+no I/O.
+
+1. Geometry. Both images are brought to a working resolution (long side <= 768 px). When the
+   aspect ratios agree the registered image is resized onto the suspect's frame; otherwise, or
+   when that fits badly, ORB features matched with a ratio test and a RANSAC similarity
+   transform (rotation, scale, translation) warp the registered image onto the suspect, and
+   pixels of the suspect that the original does not cover are left out.
+2. Tone. A colour transform mapping registered to suspect colours (3 x 3 matrix, offset, and
+   per-channel square and cube terms, output clipped to [0, 255]) is fitted by least squares,
+   twice (the second time without the worst 20 % of pixels, so that edited areas do not bend
+   it). This absorbs brightness, contrast, saturation, gamma and colour casts.
+3. Change map. The absolute difference of luma and chroma, box-filtered, is divided by the
+   local texture of the original (compression error grows with texture), then thresholded at
+   max(floor, median + k * MAD) of the map — a statistic of this image pair, not a global PSNR
+   cut. Morphological opening removes speckle, closing joins fragments; connected components
+   larger than a minimum area are the changed regions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .quality import psnr, ssim
+
+__all__ = ["Comparison", "ChangedRegion", "compare", "WORK_SIDE"]
+
+WORK_SIDE = 768
+_FLOOR = 1.6  # minimum normalised difference that can count as a change
+_MAD_K = 8.0
+_MIN_AREA_FRACTION = 0.0008  # of the working image (~470 px at 768 x 768)
+_TEXTURE_C = 4.0  # grey levels added to the texture so flat areas are not divided by zero
+
+
+@dataclass(frozen=True)
+class ChangedRegion:
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of comparing a suspect with its registered original."""
+
+    regions: tuple[ChangedRegion, ...]  # in suspect pixel coordinates
+    mask: np.ndarray  # bool, suspect size: changed pixels
+    heat: np.ndarray  # float32, suspect size: normalised difference (0 = none)
+    psnr: float  # aligned, tone-normalised suspect vs registered
+    ssim: float
+    aligned_by: str  # "resize" | "features" | "none"
+    changed_fraction: float
+    covered_fraction: float  # share of the suspect the registered image covers
+
+
+def _work_size(h: int, w: int) -> tuple[int, int]:
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    interp = cv2.INTER_AREA if size[0] < img.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(img, size, interpolation=interp)
+
+
+def _features_transform(suspect: np.ndarray, registered: np.ndarray) -> np.ndarray | None:
+    """A 2x3 similarity transform mapping registered -> suspect pixels, or None."""
+    orb = cv2.ORB.create(nfeatures=2000)
+    gs = cv2.cvtColor(suspect, cv2.COLOR_RGB2GRAY)
+    gr = cv2.cvtColor(registered, cv2.COLOR_RGB2GRAY)
+    ks, ds = orb.detectAndCompute(gs, None)
+    kr, dr = orb.detectAndCompute(gr, None)
+    if ds is None or dr is None or len(ks) < 10 or len(kr) < 10:
+        return None
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(dr, ds, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+    if len(good) < 12:
+        return None
+    src = np.array([kr[m.queryIdx].pt for m in good], dtype=np.float32)
+    dst = np.array([ks[m.trainIdx].pt for m in good], dtype=np.float32)
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0, maxIters=4000
+    )
+    if matrix is None or inliers is None or int(inliers.sum()) < 12:
+        return None
+    return matrix
+
+
+def _fit_tone(src: np.ndarray, dst: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Map ``src`` colours onto ``dst`` with a robust colour transform (see module doc).
+
+    Each output channel is a linear combination of R, G, B plus a constant and the channel's
+    own square and cube, clipped to [0, 255] as the editing tool's output was; then a monotone
+    correction by quantile matching absorbs tone curves the polynomial cannot follow. The
+    model is a sum of per-channel functions, so it is applied with 256-entry lookup tables.
+    """
+    # Saturated suspect pixels say nothing about the transform (the tool clipped them): fit on
+    # the others; the clipped prediction then reproduces the saturation.
+    unsaturated = valid & np.all((dst > 2) & (dst < 253), axis=2)
+    fit_on = unsaturated if unsaturated.sum() > 1000 else valid
+    idx = np.flatnonzero(fit_on)
+    idx = idx[:: max(1, idx.size // 40_000)]
+    x = src.reshape(-1, 3)[idx].astype(np.float64) / 255.0
+    y = dst.reshape(-1, 3)[idx].astype(np.float64) / 255.0
+    sample = np.flatnonzero(valid)
+    sample = sample[:: max(1, sample.size // 40_000)]
+    sample_src = src.reshape(-1, 3)[sample]
+    sample_dst = dst.reshape(-1, 3)[sample].astype(np.float64)
+    v = np.arange(256) / 255.0
+    out = np.empty(src.shape, dtype=np.float32)
+    for c in range(3):
+        design = np.column_stack([x, np.ones(len(x)), x[:, c] ** 2, x[:, c] ** 3])
+        coef, *_ = np.linalg.lstsq(design, y[:, c], rcond=None)
+        residual = np.abs(np.clip(design @ coef, 0, 1) - y[:, c])
+        keep = residual <= np.quantile(residual, 0.8)
+        coef, *_ = np.linalg.lstsq(design[keep], y[keep, c], rcond=None)
+        luts = [coef[j] * v for j in range(3)]
+        luts[c] = luts[c] + coef[3] + coef[4] * v**2 + coef[5] * v**3
+
+        def predict(px: np.ndarray, luts: list[np.ndarray] = luts) -> np.ndarray:
+            return (
+                np.clip(luts[0][px[..., 0]] + luts[1][px[..., 1]] + luts[2][px[..., 2]], 0, 1)
+                * 255.0
+            )
+
+        knots, values = _monotone_medians(predict(sample_src), sample_dst[:, c])
+        out[:, :, c] = np.interp(predict(src), knots, values)
+    return out
+
+
+def _monotone_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A monotone curve predicted -> observed: per-bin medians of *paired* values.
+
+    Pairs (not histograms) keep it robust: a local edit is a minority of the pixels in almost
+    every bin, whereas it shifts every quantile of a histogram after it.
+    """
+    edges = np.linspace(0, 255, 33)
+    which = np.clip(np.digitize(predicted, edges) - 1, 0, 31)
+    knots, values = [0.0], [0.0]
+    for b in range(32):
+        in_bin = which == b
+        if in_bin.sum() >= 30:
+            knots.append(float(np.median(predicted[in_bin])))
+            values.append(float(np.median(observed[in_bin])))
+    knots.append(255.0)
+    values.append(255.0)
+    k, v = np.array(knots), np.maximum.accumulate(np.array(values))
+    order = np.argsort(k, kind="stable")
+    return k[order], v[order]
+
+
+def _ycc(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2YCrCb).astype(
+        np.float32
+    )
+
+
+def _change_map(suspect: np.ndarray, original: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Difference normalised by local texture of the original (float32, 0 outside ``valid``)."""
+    s, o = _ycc(suspect), _ycc(original)
+    diff = np.abs(s[:, :, 0] - o[:, :, 0]) + 0.7 * (
+        np.abs(s[:, :, 1] - o[:, :, 1]) + np.abs(s[:, :, 2] - o[:, :, 2])
+    )
+    diff = cv2.blur(diff, (5, 5))
+    luma = o[:, :, 0]
+    mean = cv2.blur(luma, (7, 7))
+    texture = np.sqrt(np.maximum(cv2.blur(luma * luma, (7, 7)) - mean * mean, 0))
+    heat = diff / (_TEXTURE_C + 0.5 * texture)
+    heat[~valid] = 0
+    return heat.astype(np.float32)
+
+
+def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
+    """Compare ``suspect`` with ``registered`` (both RGB uint8). See the module docstring."""
+    sh, sw = suspect.shape[:2]
+    size = _work_size(sh, sw)
+    s_work = _resize(suspect, size)
+    rh, rw = registered.shape[:2]
+    aspect_gap = abs(sw / sh - rw / rh) / (rw / rh)
+    valid = np.ones((size[1], size[0]), dtype=bool)
+    aligned_by = "resize"
+    r_work = _resize(registered, size)
+    if aspect_gap > 0.01 or _poor_fit(s_work, r_work):
+        r_scaled = _resize(registered, _work_size(rh, rw))
+        matrix = _features_transform(s_work, r_scaled)
+        if matrix is not None:
+            r_work = cv2.warpAffine(
+                r_scaled, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
+            cover = cv2.warpAffine(
+                np.full(r_scaled.shape[:2], 255, np.uint8), matrix, size, flags=cv2.INTER_NEAREST
+            )
+            valid = cv2.erode(cover, np.ones((5, 5), np.uint8)) > 0
+            aligned_by = "features"
+        elif aspect_gap > 0.01:
+            aligned_by = "none"
+    toned = _fit_tone(r_work, s_work, valid)
+    heat = _change_map(s_work, toned, valid)
+    mask_work, regions_work = _regions(heat, valid)
+    # Back to suspect coordinates.
+    fx, fy = sw / size[0], sh / size[1]
+    regions = tuple(
+        ChangedRegion(
+            round(x * fx), round(y * fy), max(1, round(w * fx)), max(1, round(h * fy)), score
+        )
+        for x, y, w, h, score in regions_work
+    )
+    mask = cv2.resize(mask_work.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
+    heat_full = cv2.resize(heat, (sw, sh), interpolation=cv2.INTER_LINEAR)
+    toned_u8 = np.clip(np.rint(toned), 0, 255).astype(np.uint8)
+    s_cmp = np.where(valid[:, :, None], s_work, toned_u8)
+    return Comparison(
+        regions=regions,
+        mask=mask,
+        heat=heat_full,
+        psnr=round(psnr(toned_u8, s_cmp), 2),
+        ssim=round(ssim(toned_u8, s_cmp), 4),
+        aligned_by=aligned_by,
+        changed_fraction=float(mask_work[valid].mean()) if valid.any() else 0.0,
+        covered_fraction=float(valid.mean()),
+    )
+
+
+def _poor_fit(s_work: np.ndarray, r_work: np.ndarray) -> bool:
+    """Whether a plain resize leaves the two images visibly misaligned (shifted or cropped)."""
+    grey_s = cv2.cvtColor(s_work, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey_r = cv2.cvtColor(r_work, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    a: np.ndarray = cv2.Laplacian(cv2.GaussianBlur(grey_s, (5, 5), 1.5), cv2.CV_32F)
+    b: np.ndarray = cv2.Laplacian(cv2.GaussianBlur(grey_r, (5, 5), 1.5), cv2.CV_32F)
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return denom > 0 and float((a * b).sum()) / denom < 0.5
+
+
+def _regions(
+    heat: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, list[tuple[int, int, int, int, float]]]:
+    values = heat[valid]
+    if values.size == 0:
+        return np.zeros_like(valid), []
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median))) * 1.4826
+    threshold = max(_FLOOR, median + _MAD_K * mad)
+    mask: np.ndarray = (heat > threshold).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    # Close generously: letters of a word, or fragments of one pasted object, form one region.
+    mask = cv2.morphologyEx(
+        mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (21, 21))
+    )
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    min_area = _MIN_AREA_FRACTION * heat.size
+    keep = np.zeros_like(mask, dtype=bool)
+    regions = []
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        if area < min_area:
+            continue
+        component = labels == label
+        keep |= component
+        strength = float(np.percentile(heat[component], 90)) / threshold
+        score = float(np.clip((strength - 1.0) / 2.0 + 0.5, 0.0, 1.0))
+        regions.append((x, y, w, h, round(score, 3)))
+    regions.sort(key=lambda r: -r[2] * r[3])
+    return keep, regions
