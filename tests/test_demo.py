@@ -26,4 +26,7 @@ def test_demo_registers_and_verifies_the_sample_photos(tmp_path):
     assert all(r["verdict"] == "benign" for r in kinds["JPEG q80 re-encode"])
     assert all(r["verdict"] == "benign" for r in kinds["resized to 50%"])
     assert [r["verdict"] for r in kinds["never registered"]] == ["unknown"]
+    edits = [r for r in rows if r["variant"].endswith(" edit")]
+    assert len(edits) == 5 and all(r["verdict"] == "tampered" and r["regions"] for r in edits)
+    assert all(r["ok"] for r in rows)
     assert len({r["record_id"] for r in kinds["registered file"]}) == 5

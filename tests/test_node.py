@@ -249,3 +249,34 @@ def test_image_too_small_for_the_watermark_is_refused_and_nothing_written(
     with pytest.raises(WatermarkCapacityError, match="at least 256 pixels"):
         node.register(small, owner="alice")
     assert tree_snapshot(home) == before and not list(tmp_path.glob("thumb.bi.*"))
+
+
+def test_tampered_copy_is_judged_against_the_stored_original(node, photo_file, photos):
+    from blockimage.evaluation import tampered_variant
+
+    receipt = node.register(photo_file("motorcycle"), owner="alice")
+    pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
+    donor = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
+    edit = tampered_variant(pixels, "splice", np.random.default_rng(4), donor=donor)
+    verdict = node.verify(jpeg_bytes(edit.pixels, 85))
+    assert (verdict.verdict, verdict.matched_by) == ("tampered", "watermark")
+    assert verdict.regions and verdict.mask is not None
+    mask = np.asarray(Image.open(io.BytesIO(verdict.mask)).convert("L")) > 0
+    assert mask.shape == pixels.shape[:2]
+    overlap = (mask & edit.mask).sum() / edit.mask.sum()
+    assert overlap > 0.5
+    assert verdict.similarity.psnr is not None and verdict.similarity.pdq_distance is not None
+    assert any("region(s) differ" in line for line in verdict.explanation)
+    doc = verdict.to_dict()
+    assert doc["mask"] and doc["regions"][0]["w"] > 0
+
+
+def test_benign_copies_are_benign_with_evidence(node, photo_file):
+    receipt = node.register(photo_file("chelsea"), owner="alice")
+    img = Image.open(receipt.output).convert("RGB")
+    half = img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
+    for variant in (jpeg_bytes(np.asarray(img), 60), np.asarray(half)):
+        verdict = node.verify(variant)
+        assert verdict.verdict == "benign" and verdict.regions == () and verdict.mask is None
+        assert verdict.similarity.psnr > 28 and verdict.similarity.watermark_bits_ok > 0.8
+        assert len(verdict.explanation) >= 4

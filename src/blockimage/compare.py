@@ -164,17 +164,22 @@ def _ycc(img: np.ndarray) -> np.ndarray:
     )
 
 
+def _local_std(plane: np.ndarray, size: int = 7) -> np.ndarray:
+    mean = cv2.blur(plane, (size, size))
+    return np.sqrt(np.maximum(cv2.blur(plane * plane, (size, size)) - mean * mean, 0))
+
+
 def _change_map(suspect: np.ndarray, original: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Difference normalised by local texture of the original (float32, 0 outside ``valid``)."""
+    """Difference normalised by local texture of the original (float32, 0 outside ``valid``).
+
+    Luma and chroma differences are each set against the texture of the same channels:
+    compression error grows with texture, and chroma subsampling errs most at colour edges.
+    """
     s, o = _ycc(suspect), _ycc(original)
-    diff = np.abs(s[:, :, 0] - o[:, :, 0]) + 0.7 * (
-        np.abs(s[:, :, 1] - o[:, :, 1]) + np.abs(s[:, :, 2] - o[:, :, 2])
-    )
-    diff = cv2.blur(diff, (5, 5))
-    luma = o[:, :, 0]
-    mean = cv2.blur(luma, (7, 7))
-    texture = np.sqrt(np.maximum(cv2.blur(luma * luma, (7, 7)) - mean * mean, 0))
-    heat = diff / (_TEXTURE_C + 0.5 * texture)
+    weights = (1.0, 0.7, 0.7)  # Y, Cr, Cb
+    diff = sum(w * np.abs(s[:, :, c] - o[:, :, c]) for c, w in enumerate(weights))
+    texture = sum(w * _local_std(o[:, :, c]) for c, w in enumerate(weights))
+    heat = cv2.blur(diff, (5, 5)) / (_TEXTURE_C + 0.5 * texture)
     heat[~valid] = 0
     return heat.astype(np.float32)
 
@@ -247,6 +252,11 @@ def _regions(
     if values.size == 0:
         return np.zeros_like(valid), []
     median = float(np.median(values))
+    if median > _FLOOR:
+        # The typical pixel differs beyond compression noise: not the same picture (or a global
+        # repaint). Everything the original covers counts as changed.
+        x, y, w, h = cv2.boundingRect(valid.astype(np.uint8))
+        return valid.copy(), [(x, y, w, h, 1.0)]
     mad = float(np.median(np.abs(values - median))) * 1.4826
     threshold = max(_FLOOR, median + _MAD_K * mad)
     mask: np.ndarray = (heat > threshold).astype(np.uint8)
@@ -268,5 +278,33 @@ def _regions(
         strength = float(np.percentile(heat[component], 90)) / threshold
         score = float(np.clip((strength - 1.0) / 2.0 + 0.5, 0.0, 1.0))
         regions.append((x, y, w, h, round(score, 3)))
-    regions.sort(key=lambda r: -r[2] * r[3])
-    return keep, regions
+    return keep, _merge_near(regions, gap=max(heat.shape) // 50)
+
+
+def _merge_near(
+    regions: list[tuple[int, int, int, int, float]], *, gap: int
+) -> list[tuple[int, int, int, int, float]]:
+    """Merge boxes closer than ``gap`` pixels (fragments of one edit), largest first."""
+    boxes = list(regions)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if (
+                    a[0] - gap < b[0] + b[2]
+                    and b[0] - gap < a[0] + a[2]
+                    and a[1] - gap < b[1] + b[3]
+                    and b[1] - gap < a[1] + a[3]
+                ):
+                    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+                    x1 = max(a[0] + a[2], b[0] + b[2])
+                    y1 = max(a[1] + a[3], b[1] + b[3])
+                    boxes[i] = (x0, y0, x1 - x0, y1 - y0, max(a[4], b[4]))
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(boxes, key=lambda r: -r[2] * r[3])

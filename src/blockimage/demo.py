@@ -2,8 +2,9 @@
 
 The photos are the ones scikit-image ships inside its package (no download). Each is
 registered; then the registered file itself, a JPEG re-encode, a half-size copy, and a locally
-edited copy (a region copied over another: copy-move) are verified, plus one photo that was never
-registered. The table says what each verdict should be and what it was.
+edited copy (copy-move, splice, object removal, painted shape or overlaid text, in turn) are
+verified, plus one photo that was never registered. The table says what each verdict should be
+and what it was.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .evaluation import TAMPER_KINDS, tampered_variant
 from .node import Node
 
 __all__ = ["run_demo", "DemoRow", "sample_photos"]
@@ -42,6 +44,7 @@ class DemoRow:
     matched_by: str | None
     record_id: str | None
     ms: float
+    regions: str = ""
 
     @property
     def ok(self) -> bool:
@@ -73,20 +76,6 @@ def _half(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _copy_move(pixels: np.ndarray, seed: int) -> bytes:
-    """Copy a block of the image over another place (a classic local forgery)."""
-    rng = np.random.default_rng(seed)
-    h, w = pixels.shape[:2]
-    bh, bw = h // 5, w // 5
-    y0, x0 = rng.integers(0, h - bh), rng.integers(0, w // 2 - bw)
-    y1, x1 = rng.integers(0, h - bh), rng.integers(w // 2, w - bw)
-    edited = pixels.copy()
-    edited[y1 : y1 + bh, x1 : x1 + bw] = pixels[y0 : y0 + bh, x0 : x0 + bw]
-    out = io.BytesIO()
-    Image.fromarray(edited).save(out, "PNG")
-    return out.getvalue()
-
-
 def run_demo(
     workdir: Path | None = None,
     *,
@@ -103,6 +92,7 @@ def run_demo(
     copies.mkdir(exist_ok=True)
     progress(f"demo: working in {workdir}")
     rows: list[DemoRow] = []
+    donor = np.asarray(Image.open(_donor_photo()).convert("RGB"))  # spliced from, never registered
     with Node(home) as node:
         for i, (src, name) in enumerate(sample_photos()):
             local = originals / f"{name}{src.suffix}"
@@ -116,20 +106,31 @@ def run_demo(
             assert receipt.output is not None
             registered = Path(receipt.output)
             pixels = np.asarray(Image.open(registered).convert("RGB"))
+            kind = TAMPER_KINDS[i % len(TAMPER_KINDS)]
+            edit = tampered_variant(pixels, kind, np.random.default_rng(i), donor=donor)
             variants = {
                 "registered file": (registered.read_bytes(), "authentic"),
                 "JPEG q80 re-encode": (_jpeg(pixels, 80), "benign"),
                 "resized to 50%": (_half(pixels), "benign"),
-                "copy-move edit": (_copy_move(pixels, seed=i), "tampered"),
+                f"{kind} edit": (_encode(edit.pixels, edit.fmt, edit.quality), "tampered"),
             }
             for variant, (data, expected) in variants.items():
                 path = copies / f"{name}-{variant.split()[0].lower()}.{_ext(data)}"
                 path.write_bytes(data)
                 rows.append(_verify(node, path, name, variant, expected))
-        hubble = sample_photos()[0][0].parent / _UNREGISTERED[0]
-        rows.append(_verify(node, hubble, _UNREGISTERED[1], "never registered", "unknown"))
+        rows.append(_verify(node, _donor_photo(), _UNREGISTERED[1], "never registered", "unknown"))
     _print_table(rows, echo)
     return rows
+
+
+def _donor_photo() -> Path:
+    return sample_photos()[0][0].parent / _UNREGISTERED[0]
+
+
+def _encode(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, fmt, quality=quality)
+    return out.getvalue()
 
 
 def _ext(data: bytes) -> str:
@@ -140,6 +141,7 @@ def _verify(node: Node, path: Path, name: str, variant: str, expected: str) -> D
     t0 = time.perf_counter()
     verdict = node.verify(path)
     ms = (time.perf_counter() - t0) * 1000
+    boxes = " ".join(f"{r.w}x{r.h}@{r.x},{r.y}" for r in verdict.regions[:2])
     return DemoRow(
         name,
         variant,
@@ -148,13 +150,14 @@ def _verify(node: Node, path: Path, name: str, variant: str, expected: str) -> D
         verdict.matched_by,
         verdict.record_id,
         round(ms, 1),
+        boxes,
     )
 
 
 def _print_table(rows: list[DemoRow], echo: Callable[[str], None]) -> None:
     header = (
         f"{'image':<11} {'variant':<19} {'expected':<10} {'verdict':<10} "
-        f"{'matched by':<14} {'ms':>6}"
+        f"{'matched by':<14} {'ms':>6}  regions"
     )
     echo(header)
     echo("-" * len(header))
@@ -162,7 +165,7 @@ def _print_table(rows: list[DemoRow], echo: Callable[[str], None]) -> None:
         mark = "" if r.ok else "  <- differs"
         echo(
             f"{r.image:<11} {r.variant:<19} {r.expected:<10} {r.verdict:<10} "
-            f"{r.matched_by or '-':<14} {r.ms:>6.0f}{mark}"
+            f"{r.matched_by or '-':<14} {r.ms:>6.0f}  {r.regions}{mark}"
         )
     good = sum(r.ok for r in rows)
     echo(f"{good}/{len(rows)} verdicts as expected")

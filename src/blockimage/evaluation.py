@@ -4,7 +4,9 @@ Used by the verification benchmark (``benchmarks/verify_eval.py``), the tests an
 Every function is deterministic given its ``rng``. Tampering kinds follow the literature's
 usual set: copy-move, splicing from another photo, object removal (OpenCV inpainting), painted
 shapes and overlaid text; each may be followed by a JPEG re-save, as happens when an edited
-image is published.
+image is published. Places and sizes are random, with two concessions to realism: a removal
+takes the most textured of six random places (an object, not empty sky), and text is drawn in
+the colour that contrasts with what is under it.
 """
 
 from __future__ import annotations
@@ -148,7 +150,10 @@ def tampered_variant(
         dy, dx = int(rng.integers(-h // 3, h // 3)), int(rng.integers(-w // 3, w // 3))
         out[mask] = _shift(patch, dy, dx)[mask]
     elif kind == "removal":
-        mask = _shape_mask(h, w, rng, area * 0.6)
+        # People remove objects, not empty sky: of a few random places, take the most textured.
+        candidates = [_shape_mask(h, w, rng, area * 0.6) for _ in range(6)]
+        grey = img.astype(np.float32).mean(axis=2)
+        mask = max(candidates, key=lambda m: float(grey[m].std()))
         bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
         filled = cv2.inpaint(bgr, mask.astype(np.uint8), 5, cv2.INPAINT_TELEA)
         out = cv2.cvtColor(filled, cv2.COLOR_BGR2RGB)
@@ -168,7 +173,9 @@ def tampered_variant(
             canvas, word, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 1, thickness, cv2.LINE_AA
         )
         mask = canvas.astype(bool)
-        colour = np.array([255, 255, 255] if rng.random() < 0.5 else [10, 10, 10], np.uint8)
+        # Overlaid text is meant to be read: white on dark backgrounds, black on light ones.
+        light = float(img[mask].mean()) > 110 if mask.any() else True
+        colour = np.array([10, 10, 10] if light else [255, 255, 255], np.uint8)
         out[mask] = colour
     else:
         raise ValueError(f"unknown tampering kind {kind!r}")

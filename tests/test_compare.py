@@ -1,0 +1,82 @@
+"""Comparison with the registered original: benign processing vs local edits, and where."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blockimage import watermark
+from blockimage.compare import compare
+from blockimage.evaluation import BENIGN_KINDS, TAMPER_KINDS, benign_variant, tampered_variant
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def registered(photos):
+    """Watermarked (as registered) versions of three real photos."""
+    out = {}
+    for name in ("astronaut", "motorcycle", "rocket"):
+        img = np.asarray(Image.open(photos[name]).convert("RGB"))
+        out[name] = watermark.embed(img, 42, KEY)
+    return out
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def box_iou(a, b) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.mark.parametrize("kind", BENIGN_KINDS)
+def test_benign_processing_shows_no_changed_region(registered, kind):
+    for name, img in registered.items():
+        result = compare(benign_variant(img, kind).pixels, img)
+        assert result.regions == (), (name, result.regions)
+        assert not result.mask.any()
+
+
+@pytest.mark.parametrize("kind", TAMPER_KINDS)
+def test_local_edits_are_found_where_they_are(registered, photos, kind):
+    donor = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
+    rng = np.random.default_rng(2)
+    for name, img in registered.items():
+        edit = tampered_variant(img, kind, rng, donor=donor)
+        result = compare(edit.pixels, img)
+        assert result.regions, (name, edit.kind)
+        truth = box_of(edit.mask)
+        best = max(box_iou((r.x, r.y, r.w, r.h), truth) for r in result.regions)
+        assert best >= 0.3, (name, edit.kind, truth, result.regions)
+        assert result.mask.shape == edit.pixels.shape[:2]
+
+
+def test_regions_are_in_the_suspects_pixel_coordinates(registered):
+    img = registered["astronaut"]
+    small = np.asarray(Image.fromarray(img).resize((256, 256), Image.Resampling.LANCZOS)).copy()
+    small[150:200, 40:110] = (255, 0, 255)  # painted on the half-size copy
+    result = compare(small, img)
+    assert len(result.regions) == 1
+    r = result.regions[0]
+    assert box_iou((r.x, r.y, r.w, r.h), (40, 150, 70, 50)) > 0.6
+
+
+def test_a_cropped_copy_is_aligned_by_features_and_benign(registered):
+    img = registered["motorcycle"]
+    h, w = img.shape[:2]
+    crop = np.ascontiguousarray(img[30 : h - 10, 60 : w - 5])  # off-centre, new aspect ratio
+    result = compare(crop, img)
+    assert result.aligned_by == "features"
+    assert result.regions == ()
+    assert result.psnr > 30
+
+
+def test_an_unrelated_picture_differs_almost_everywhere(registered):
+    result = compare(registered["rocket"], registered["astronaut"])
+    assert result.changed_fraction > 0.2 and result.psnr < 20
