@@ -229,13 +229,29 @@ def _print_receipt(r: Receipt) -> None:
 # -- verify ---------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML report to this file.",
+)
 @_common
 @click.pass_context
-def verify(ctx: click.Context, image: Path, home: Path | None, as_json: bool | None) -> None:
+def verify(
+    ctx: click.Context, image: Path, report: Path | None, home: Path | None, as_json: bool | None
+) -> None:
     """Find the registered record IMAGE comes from and judge it."""
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
-        verdict = node.verify(image)
+        evidence = node.verify_detailed(image)
+        verdict = evidence.verdict
+        if report is not None:
+            from .report import render_report
+
+            tmp = report.with_name(f".{report.name}.tmp")
+            tmp.write_text(render_report(evidence, suspect_name=image.name), encoding="utf-8")
+            tmp.replace(report)
+            click.echo(f"report written to {report}", err=True)
         if as_json:
             _print_json(verdict.to_dict())
         else:
