@@ -177,8 +177,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=0, help="use only the first N photos")
     parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--fp-crops", type=int, default=1000,
-                        help="extra unmarked random crops for the false-positive count")
+    parser.add_argument(
+        "--fp-crops",
+        type=int,
+        default=1000,
+        help="extra unmarked random crops for the false-positive count",
+    )
     args = parser.parse_args()
     paths = photo_paths()[: args.photos or None]
     photos = [load(p) for p in paths]
@@ -200,8 +204,10 @@ def main() -> None:
         print(f"{label:<14}" + "".join(f"{results[n][key]:>12.0f}" for n in names))
     hits, tries = false_positives(photos, args.fp_crops)
     attempts = tries * len(watermark._gain_ladder(watermark.DEFAULT_PARAMS))
-    print(f"\nfalse positives of blockimage on unmarked images: {hits} of {tries} extractions "
-          f"({attempts:,} decoding attempts, one per lattice gain)")
+    print(
+        f"\nfalse positives of blockimage on unmarked images: {hits} of {tries} extractions "
+        f"({attempts:,} decoding attempts, one per lattice gain)"
+    )
 
 
 if __name__ == "__main__":

@@ -280,3 +280,26 @@ def test_benign_copies_are_benign_with_evidence(node, photo_file):
         assert verdict.verdict == "benign" and verdict.regions == () and verdict.mask is None
         assert verdict.similarity.psnr > 28 and verdict.similarity.watermark_bits_ok > 0.8
         assert len(verdict.explanation) >= 4
+
+
+def test_a_slightly_cropped_copy_is_found_by_pdq_and_confirmed_by_pixels(node, photo_file):
+    receipt = node.register(photo_file("astronaut"), owner="alice")
+    img = np.asarray(Image.open(receipt.output).convert("RGB"))
+    crop = np.ascontiguousarray(img[15:-15, 15:-15])  # 3 %: the watermark does not survive
+    verdict = node.verify(jpeg_bytes(crop, 85))
+    assert verdict.similarity.pdq_distance > 31  # beyond the PDQ match threshold...
+    assert (verdict.verdict, verdict.matched_by) == ("benign", "pdq")  # ...yet confirmed
+    assert verdict.record_id == receipt.record.record_id
+
+
+def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file, monkeypatch):
+    from blockimage.index import PdqMatch
+
+    receipt = node.register(photo_file("astronaut"), owner="alice")
+    # Pretend the index proposes the astronaut for an unrelated photo at a loose distance.
+    monkeypatch.setattr(node.index, "nearest",
+                        lambda pdq, **kw: [PdqMatch(receipt.record.record_id, 80)])
+    other = np.asarray(Image.open(photo_file("coffee")).convert("RGB"))
+    verdict = node.verify(other)
+    assert verdict.verdict == "unknown"
+    assert any("different picture" in line for line in verdict.explanation)

@@ -60,6 +60,7 @@ class Comparison:
     aligned_by: str  # "resize" | "features" | "none"
     changed_fraction: float
     covered_fraction: float  # share of the suspect the registered image covers
+    same_picture: bool  # False when the typical pixel differs: another picture, or a repaint
 
 
 def _work_size(h: int, w: int) -> tuple[int, int]:
@@ -210,7 +211,7 @@ def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
             aligned_by = "none"
     toned = _fit_tone(r_work, s_work, valid)
     heat = _change_map(s_work, toned, valid)
-    mask_work, regions_work = _regions(heat, valid)
+    mask_work, regions_work, same_picture = _regions(heat, valid)
     # Back to suspect coordinates.
     fx, fy = sw / size[0], sh / size[1]
     regions = tuple(
@@ -232,6 +233,7 @@ def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
         aligned_by=aligned_by,
         changed_fraction=float(mask_work[valid].mean()) if valid.any() else 0.0,
         covered_fraction=float(valid.mean()),
+        same_picture=same_picture,
     )
 
 
@@ -247,16 +249,17 @@ def _poor_fit(s_work: np.ndarray, r_work: np.ndarray) -> bool:
 
 def _regions(
     heat: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, list[tuple[int, int, int, int, float]]]:
+) -> tuple[np.ndarray, list[tuple[int, int, int, int, float]], bool]:
+    """(changed mask, regions, whether the two are the same picture at all)."""
     values = heat[valid]
     if values.size == 0:
-        return np.zeros_like(valid), []
+        return np.zeros_like(valid), [], False
     median = float(np.median(values))
     if median > _FLOOR:
         # The typical pixel differs beyond compression noise: not the same picture (or a global
         # repaint). Everything the original covers counts as changed.
         x, y, w, h = cv2.boundingRect(valid.astype(np.uint8))
-        return valid.copy(), [(x, y, w, h, 1.0)]
+        return valid.copy(), [(x, y, w, h, 1.0)], False
     mad = float(np.median(np.abs(values - median))) * 1.4826
     threshold = max(_FLOOR, median + _MAD_K * mad)
     mask: np.ndarray = (heat > threshold).astype(np.uint8)
@@ -278,7 +281,7 @@ def _regions(
         strength = float(np.percentile(heat[component], 90)) / threshold
         score = float(np.clip((strength - 1.0) / 2.0 + 0.5, 0.0, 1.0))
         regions.append((x, y, w, h, round(score, 3)))
-    return keep, _merge_near(regions, gap=max(heat.shape) // 50)
+    return keep, _merge_near(regions, gap=max(heat.shape) // 50), True
 
 
 def _merge_near(

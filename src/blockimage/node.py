@@ -20,6 +20,7 @@ from . import watermark
 from .compare import Comparison, compare
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
+    PDQ_CANDIDATE_DISTANCE,
     PDQ_MATCH_THRESHOLD,
     PDQ_MIN_QUALITY,
     Fingerprint,
@@ -30,7 +31,7 @@ from .fingerprint import (
     pixel_sha256,
 )
 from .imaging import DecodedImage, InvalidImageError, decode_image, encode_image
-from .index import PdqIndex
+from .index import PdqIndex, PdqMatch
 from .keys import KeyStore, check_owner_name
 from .ledger import AuditFailure, AuditReport, Ledger, RecordNotFoundError
 from .ledger.log import MerkleLog
@@ -362,13 +363,23 @@ class Node:
         if marked_by is not None:
             return self._judge(item, marked_by, "watermark", found)
         pdq, pdq_quality = pdq_hash(item.image.pixels)
+        rejected: list[PdqMatch] = []
         if pdq_quality >= PDQ_MIN_QUALITY:
-            matches = self.index.nearest(pdq)
-            if matches:
-                return self._judge(
-                    item, self.ledger.get(matches[0].record_id), "pdq", found, pdq=pdq
+            for candidate in self.index.nearest(pdq, max_distance=PDQ_CANDIDATE_DISTANCE)[:3]:
+                judged = self._judge(
+                    item, self.ledger.get(candidate.record_id), "pdq", found, pdq=pdq
                 )
+                # Beyond the match threshold PDQ only proposes; the pixels must confirm.
+                confirmed = judged.comparison is not None and judged.comparison.same_picture
+                if candidate.distance <= PDQ_MATCH_THRESHOLD or confirmed:
+                    return judged
+                rejected.append(candidate)
         explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
+        for candidate in rejected:
+            explanation.append(
+                f"Registered record {candidate.record_id} is perceptually close (PDQ distance "
+                f"{candidate.distance}) but its pixels show a different picture."
+            )
         if pdq_quality < PDQ_MIN_QUALITY:
             explanation.append(
                 f"The image has little structure (PDQ quality {pdq_quality} < "
@@ -403,8 +414,8 @@ class Node:
         distance = pdq_distance(pdq, record.pdq)
         explanation.append(
             f"The perceptual hash (PDQ) is {distance} of 256 bits from the registered image's "
-            f"({'a match' if distance <= PDQ_MATCH_THRESHOLD else 'not a match'}, threshold "
-            f"{PDQ_MATCH_THRESHOLD})."
+            f"({'a match' if distance <= PDQ_MATCH_THRESHOLD else 'not a match by itself'}, "
+            f"threshold {PDQ_MATCH_THRESHOLD})."
         )
         bits_ok = round(mark.bits_ok, 4) if mark.payload is not None else None
         try:
@@ -425,6 +436,11 @@ class Node:
             psnr=result.psnr, ssim=result.ssim, pdq_distance=distance, watermark_bits_ok=bits_ok
         )
         explanation.append(_alignment_sentence(result, original.shape, item.image.pixels.shape))
+        if not result.same_picture:
+            explanation.append(
+                "The typical pixel differs from the stored original beyond "
+                "compression noise: a different picture, or a global repaint."
+            )
         explanation.append(
             f"After alignment and tone normalisation the suspect is {result.psnr:.1f} dB PSNR, "
             f"SSIM {result.ssim:.3f} from the stored original."
