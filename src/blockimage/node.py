@@ -9,29 +9,23 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import watermark
-from .compare import Comparison, compare
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
-    PDQ_CANDIDATE_DISTANCE,
-    PDQ_MATCH_THRESHOLD,
     PDQ_MIN_QUALITY,
     Fingerprint,
     file_sha256,
     fingerprint,
-    pdq_distance,
-    pdq_hash,
-    pixel_sha256,
 )
 from .imaging import DecodedImage, InvalidImageError, decode_image, encode_image
-from .index import PdqIndex, PdqMatch
+from .index import PdqIndex
 from .keys import KeyStore, check_owner_name
 from .ledger import AuditFailure, AuditReport, Ledger, RecordNotFoundError
 from .ledger.log import MerkleLog
@@ -39,8 +33,6 @@ from .quality import normalized_correlation, psnr, ssim
 from .records import (
     Receipt,
     Record,
-    Region,
-    Similarity,
     Tag,
     Verdict,
     WatermarkMetrics,
@@ -49,6 +41,7 @@ from .records import (
 )
 from .storage import ContentNotFoundError, Storage, StorageError
 from .storage.local import LocalBlockstore
+from .verification import Evidence, Verifier
 
 __all__ = [
     "Node",
@@ -75,16 +68,6 @@ class BackendUnavailableError(RuntimeError):
 
 class WatermarkNotRecoverableError(ValueError):
     """The watermark did not survive saving the registered file (nothing was registered)."""
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """A verdict with the images behind it: the suspect, the stored original, the comparison."""
-
-    verdict: Verdict
-    suspect: np.ndarray
-    original: np.ndarray | None = None
-    comparison: Comparison | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +112,13 @@ class Node:
         self.ledger: Ledger = self._open_ledger(node_key)
         self.index = PdqIndex(self.home / "index.db")
         self.index.sync(self.ledger)
+        self.verifier = Verifier(
+            self.ledger,
+            self.storage,
+            self.index,
+            self.keys.watermark_key(),
+            max_pixels=self.settings.max_pixels,
+        )
 
     def close(self) -> None:
         for part in (self.index, self.ledger, self.storage):
@@ -150,10 +140,10 @@ class Node:
             f"storage backend {self.settings.storage!r} is not available in this version"
         )
 
-    def _open_ledger(self, node_key: object) -> Ledger:
+    def _open_ledger(self, node_key: Ed25519PrivateKey) -> Ledger:
         if self.settings.ledger == "merkle":
             origin = f"blockimage/{self.node_public_key[:16]}"
-            return MerkleLog(self.home / "ledger.db", node_key, origin=origin)  # type: ignore[arg-type]
+            return MerkleLog(self.home / "ledger.db", node_key, origin=origin)
         raise BackendUnavailableError(
             f"ledger backend {self.settings.ledger!r} is not available in this version"
         )
@@ -252,16 +242,6 @@ class Node:
         )
         return _Marked(data, saved, metrics)
 
-    def _read_watermark(self, pixels: np.ndarray) -> tuple[Record | None, watermark.Extraction]:
-        """The record whose id the image's watermark carries, if any."""
-        found = watermark.extract_details(pixels, self.keys.watermark_key())
-        if found.payload is None:
-            return None, found
-        try:
-            return self.ledger.get(f"{found.payload:016x}"), found
-        except RecordNotFoundError:
-            return None, found
-
     def _refuse_duplicate(
         self, fp: Fingerprint, pixels: np.ndarray, *, owner: str, parent: str | None
     ) -> None:
@@ -274,7 +254,7 @@ class Node:
                 )
         if parent is not None:
             return
-        marked_by, _ = self._read_watermark(pixels)
+        marked_by, _ = self.verifier.marked_record(pixels)
         if marked_by is not None:
             raise DuplicateContentError(
                 f"this image carries the watermark of registered record {marked_by.record_id} "
@@ -321,173 +301,7 @@ class Node:
     def verify_detailed(self, source: ImageSource) -> Evidence:
         """:meth:`verify`, plus the images behind the verdict (for reports)."""
         item = self._read(source)
-        # Cheapest evidence first: PDQ (~10 ms per megapixel) only when no exact hash matches.
-        sha256_file = file_sha256(item.data)
-        for record in self.ledger.find_by_sha256(sha256_file):
-            if record.sha256_file == sha256_file:
-                return self._exact(
-                    item,
-                    "authentic",
-                    "sha256_file",
-                    record,
-                    Similarity(pdq_distance=0),
-                    ["The file's SHA-256 equals that of the registered file: same bytes."],
-                )
-            if record.original_sha256_file == sha256_file:
-                return self._exact(
-                    item,
-                    "authentic",
-                    "original_sha256_file",
-                    record,
-                    Similarity(),
-                    [
-                        "The file's SHA-256 equals that of the file submitted for registration "
-                        "(before watermarking)."
-                    ],
-                )
-        sha256_pixels = pixel_sha256(item.image.pixels)
-        for record in self.ledger.find_by_sha256(sha256_pixels):
-            if record.sha256_pixels == sha256_pixels:
-                return self._exact(
-                    item,
-                    "authentic",
-                    "sha256_pixels",
-                    record,
-                    Similarity(pdq_distance=0),
-                    [
-                        "The decoded pixels are identical to the registered image's "
-                        "(the file was re-saved losslessly or its metadata changed)."
-                    ],
-                )
-        marked_by, found = self._read_watermark(item.image.pixels)
-        if marked_by is not None:
-            return self._judge(item, marked_by, "watermark", found)
-        pdq, pdq_quality = pdq_hash(item.image.pixels)
-        rejected: list[PdqMatch] = []
-        if pdq_quality >= PDQ_MIN_QUALITY:
-            for candidate in self.index.nearest(pdq, max_distance=PDQ_CANDIDATE_DISTANCE)[:3]:
-                judged = self._judge(
-                    item, self.ledger.get(candidate.record_id), "pdq", found, pdq=pdq
-                )
-                # Beyond the match threshold PDQ only proposes; the pixels must confirm.
-                confirmed = judged.comparison is not None and judged.comparison.same_picture
-                if candidate.distance <= PDQ_MATCH_THRESHOLD or confirmed:
-                    return judged
-                rejected.append(candidate)
-        explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
-        for candidate in rejected:
-            explanation.append(
-                f"Registered record {candidate.record_id} is perceptually close (PDQ distance "
-                f"{candidate.distance}) but its pixels show a different picture."
-            )
-        if pdq_quality < PDQ_MIN_QUALITY:
-            explanation.append(
-                f"The image has little structure (PDQ quality {pdq_quality} < "
-                f"{PDQ_MIN_QUALITY}), so perceptual matching was not attempted."
-            )
-        return Evidence(
-            Verdict(verdict="unknown", explanation=tuple(explanation)), item.image.pixels
-        )
-
-    def _judge(
-        self,
-        item: _Input,
-        record: Record,
-        matched_by: str,
-        mark: watermark.Extraction,
-        *,
-        pdq: str | None = None,
-    ) -> Evidence:
-        """Compare the suspect with the stored original of ``record``: benign or tampered."""
-        explanation = []
-        if matched_by == "watermark":
-            explanation.append(
-                f"The invisible watermark decodes to record {record.record_id} "
-                f"({mark.bits_ok:.0%} of the coded bits intact before error correction)."
-            )
-        else:
-            explanation.append(
-                "The invisible watermark could not be read (cropped, rotated "
-                "or heavily processed copy, or registered elsewhere)."
-            )
-        pdq = pdq or pdq_hash(item.image.pixels)[0]
-        distance = pdq_distance(pdq, record.pdq)
-        explanation.append(
-            f"The perceptual hash (PDQ) is {distance} of 256 bits from the registered image's "
-            f"({'a match' if distance <= PDQ_MATCH_THRESHOLD else 'not a match by itself'}, "
-            f"threshold {PDQ_MATCH_THRESHOLD})."
-        )
-        bits_ok = round(mark.bits_ok, 4) if mark.payload is not None else None
-        try:
-            original = decode_image(
-                self.storage.get(record.cid), max_pixels=self.settings.max_pixels
-            ).pixels
-        except (StorageError, InvalidImageError) as exc:
-            explanation.append(
-                f"The stored original could not be fetched ({exc}); local edits are not ruled out."
-            )
-            similarity = Similarity(pdq_distance=distance, watermark_bits_ok=bits_ok)
-            return Evidence(
-                self._verdict("benign", matched_by, record, similarity, explanation),
-                item.image.pixels,
-            )
-        result = compare(item.image.pixels, original)
-        similarity = Similarity(
-            psnr=result.psnr, ssim=result.ssim, pdq_distance=distance, watermark_bits_ok=bits_ok
-        )
-        explanation.append(_alignment_sentence(result, original.shape, item.image.pixels.shape))
-        if not result.same_picture:
-            explanation.append(
-                "The typical pixel differs from the stored original beyond "
-                "compression noise: a different picture, or a global repaint."
-            )
-        explanation.append(
-            f"After alignment and tone normalisation the suspect is {result.psnr:.1f} dB PSNR, "
-            f"SSIM {result.ssim:.3f} from the stored original."
-        )
-        regions = tuple(Region(r.x, r.y, r.w, r.h, r.score) for r in result.regions)
-        if regions:
-            explanation.append(
-                f"{len(regions)} region(s) differ beyond compression noise, covering "
-                f"{result.changed_fraction:.1%} of the image; the largest is "
-                f"{regions[0].w}x{regions[0].h} px at ({regions[0].x}, {regions[0].y})."
-            )
-            verdict = "tampered"
-        else:
-            explanation.append(
-                "No area differs beyond what re-encoding, resizing and global tone changes explain."
-            )
-            verdict = "benign"
-        judged = self._verdict(verdict, matched_by, record, similarity, explanation)
-        if regions:
-            judged = replace(judged, regions=regions, mask=_mask_png(result.mask))
-        return Evidence(judged, item.image.pixels, original, result)
-
-    def _exact(self, item: _Input, *args: Any) -> Evidence:
-        return Evidence(self._verdict(*args), item.image.pixels)
-
-    def _verdict(
-        self,
-        verdict: str,
-        matched_by: str,
-        record: Record,
-        similarity: Similarity,
-        explanation: list[str],
-    ) -> Verdict:
-        history = self.ledger.history(record.record_id)
-        if len(history) > 1:
-            explanation.append(
-                f"The record has {len(history) - 1} later derivative registration(s)."
-            )
-        return Verdict(
-            verdict=verdict,
-            matched_by=matched_by,
-            record_id=record.record_id,
-            record=Receipt(record=record, log=self.ledger.proof(record.record_id)),
-            similarity=similarity,
-            history=tuple(history),
-            explanation=tuple(explanation),
-        )
+        return self.verifier.verify(item.data, item.image.pixels)
 
     # -- other commands ---------------------------------------------------------------------------
     def history(self, record_id: str) -> list[Record]:
@@ -554,22 +368,6 @@ class Node:
             raise InvalidImageError(
                 f"{what}: file too large ({size:,} bytes, limit {self.settings.max_file_bytes:,})"
             )
-
-
-def _alignment_sentence(result: Comparison, original: tuple, suspect: tuple) -> str:
-    size = f"{suspect[1]}x{suspect[0]} vs registered {original[1]}x{original[0]}"
-    if result.aligned_by == "features":
-        return (
-            f"The suspect ({size}) was aligned to the original by feature matching; it covers "
-            f"{result.covered_fraction:.0%} of the suspect's area (a crop or shift)."
-        )
-    if result.aligned_by == "none":
-        return f"The suspect ({size}) could not be aligned geometrically; compared as resized."
-    return f"The suspect ({size}) was compared after resizing to the same frame."
-
-
-def _mask_png(mask: np.ndarray) -> bytes:
-    return encode_image(np.repeat((mask.astype(np.uint8) * 255)[:, :, None], 3, axis=2), "PNG")
 
 
 def _as_rgb(array: np.ndarray) -> np.ndarray:

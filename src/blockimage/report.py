@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .node import Evidence
+from .verification import Evidence
 from .records import Record, Verdict
 
 __all__ = ["render_report"]
