@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .verification import Evidence
 from .records import Record, Verdict
+from .verification import Evidence
 
 __all__ = ["render_report"]
 
