@@ -297,8 +297,9 @@ def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file, 
 
     receipt = node.register(photo_file("astronaut"), owner="alice")
     # Pretend the index proposes the astronaut for an unrelated photo at a loose distance.
-    monkeypatch.setattr(node.index, "nearest",
-                        lambda pdq, **kw: [PdqMatch(receipt.record.record_id, 80)])
+    monkeypatch.setattr(
+        node.index, "nearest", lambda pdq, **kw: [PdqMatch(receipt.record.record_id, 80)]
+    )
     other = np.asarray(Image.open(photo_file("coffee")).convert("RGB"))
     verdict = node.verify(other)
     assert verdict.verdict == "unknown"
