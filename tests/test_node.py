@@ -129,7 +129,11 @@ def test_array_input_registers_without_writing_a_file(node, photos):
     pixels = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
     receipt = node.register(pixels, owner="alice")
     assert receipt.output is None
-    assert node.verify(pixels).verdict == "authentic"
+    registered = np.asarray(Image.open(io.BytesIO(node.get(receipt.record.cid))).convert("RGB"))
+    assert node.verify(registered).matched_by == "sha256_pixels"
+    # The array as submitted has no watermark and no file: the same picture, benign.
+    verdict = node.verify(pixels)
+    assert verdict.verdict == "benign" and verdict.record_id == receipt.record.record_id
 
 
 def test_same_content_by_another_owner_is_refused_naming_the_record(node, photo_file):

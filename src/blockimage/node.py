@@ -83,7 +83,7 @@ class _Marked:
 class _Input:
     """An image to register or verify: its bytes, decoded pixels, and where it came from."""
 
-    data: bytes
+    data: bytes | None  # None for an array input
     image: DecodedImage
     path: Path | None
 
@@ -169,7 +169,8 @@ class Node:
         item = self._read(source)
         if parent is not None:
             self.ledger.get(parent)  # raises RecordNotFoundError
-        original = fingerprint(item.data, item.image.pixels)
+        data = item.data if item.data is not None else encode_image(item.image.pixels, "PNG")
+        original = fingerprint(data, item.image.pixels)
         self._refuse_duplicate(original, item.image.pixels, owner=owner, parent=parent)
         record_id = self._fresh_record_id()
 
@@ -337,9 +338,12 @@ class Node:
     # -- input ------------------------------------------------------------------------------------
     def _read(self, source: ImageSource) -> _Input:
         if isinstance(source, np.ndarray):
+            # An array has no file: register encodes it as PNG when it needs the original's
+            # hash; verify skips the file-hash lookup.
             pixels = _as_rgb(source)
-            data = encode_image(pixels, "PNG")
-            return _Input(data, decode_image(data, max_pixels=self.settings.max_pixels), None)
+            if pixels.shape[0] * pixels.shape[1] > self.settings.max_pixels:
+                raise InvalidImageError(f"array too large: {pixels.shape[1]}x{pixels.shape[0]}")
+            return _Input(None, DecodedImage(pixels, "PNG", lossless=True), None)
         if isinstance(source, bytes | bytearray):
             data = bytes(source)
             self._check_size(len(data), "input")

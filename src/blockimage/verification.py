@@ -72,11 +72,11 @@ class Verifier:
         except RecordNotFoundError:
             return None, found
 
-    def verify(self, data: bytes, pixels: np.ndarray) -> Evidence:
-        """Judge a suspect image given its file bytes and decoded RGB pixels."""
+    def verify(self, data: bytes | None, pixels: np.ndarray) -> Evidence:
+        """Judge a suspect image given its file bytes (None for an array) and RGB pixels."""
         # Cheapest evidence first: PDQ (~10 ms per megapixel) only when no exact hash matches.
-        sha256_file = file_sha256(data)
-        for record in self.ledger.find_by_sha256(sha256_file):
+        sha256_file = file_sha256(data) if data is not None else None
+        for record in self.ledger.find_by_sha256(sha256_file) if sha256_file else []:
             if record.sha256_file == sha256_file:
                 return self._exact(
                     pixels,
