@@ -65,3 +65,61 @@ def tree_snapshot(root: Path) -> dict[str, int]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.name.endswith(("-wal", "-shm"))
     }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class KuboDaemon:
+    """A Kubo daemon started with scripts/kubo.sh (closed network, loopback ports)."""
+
+    def __init__(self, repo: Path) -> None:
+        import subprocess
+
+        self.repo = repo
+        out = subprocess.run(
+            [str(ROOT / "scripts/kubo.sh"), "up", str(repo)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+        self.api = exports["BLOCKIMAGE_KUBO_API"]
+        self.ipfs = ROOT / ".cache/kubo/bin/ipfs"
+
+    def run(self, *args: str, **kwargs):
+        """Run the ipfs CLI against this daemon's repo."""
+        import os
+        import subprocess
+
+        env = {**os.environ, "IPFS_PATH": str(self.repo), "IPFS_TELEMETRY": "off"}
+        return subprocess.run(
+            [str(self.ipfs), *args], env=env, check=True, capture_output=True, **kwargs
+        )
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run(
+            [str(ROOT / "scripts/kubo.sh"), "down", str(self.repo)], check=True, capture_output=True
+        )
+
+
+@pytest.fixture(scope="session")
+def kubo_daemons(tmp_path_factory):
+    """Start Kubo daemons on demand (built by scripts/kubo.sh if missing); stop them at the end."""
+    started: list[KuboDaemon] = []
+
+    def start() -> KuboDaemon:
+        daemon = KuboDaemon(tmp_path_factory.mktemp("kubo"))
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def kubo(kubo_daemons) -> KuboDaemon:
+    return kubo_daemons()

@@ -338,6 +338,79 @@ def get(
             sys.stdout.buffer.flush()
 
 
+# -- export / verify-bundle ----------------------------------------------------------------------
+@cli.command()
+@click.argument("record_id", type=RecordId())
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CAR file to write.",
+)
+@_common
+@click.pass_context
+def export(
+    ctx: click.Context, record_id: str, output: Path, home: Path | None, as_json: bool | None
+) -> None:
+    """Write an evidence bundle (CARv1): the image's blocks, the signed record and its proof."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        data = node.export_bundle(record_id)
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(output)
+        if as_json:
+            _print_json({"record_id": record_id, "output": str(output), "bytes": len(data)})
+        else:
+            click.echo(f"wrote {output} ({len(data):,} bytes)")
+
+
+@cli.command("verify-bundle")
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document.")
+@click.pass_context
+def verify_bundle_command(ctx: click.Context, bundle: Path, as_json: bool | None) -> None:
+    """Check an evidence bundle offline: signatures, Merkle proof, image hashes. No home needed."""
+    from .bundle import InvalidBundleError, verify_bundle
+
+    _, as_json = _opts(ctx, None, as_json)
+    try:
+        report = verify_bundle(bundle.read_bytes())
+    except InvalidBundleError as exc:
+        if as_json:
+            _print_json({"ok": False, "fault": str(exc)})
+        click.echo(f"blockimage: bundle INVALID: {exc}", err=True)
+        sys.exit(1)
+    rec = report.record
+    if as_json:
+        _print_json(
+            {
+                "ok": True,
+                "record": rec.to_dict(),
+                "image_bytes": report.image_bytes,
+                "tree_size": report.tree_size,
+                "root_hash": report.root_hash,
+                "log_origin": report.log_origin,
+                "log_public_key": report.log_public_key,
+            }
+        )
+        return
+    click.echo(f"ok: record {rec.record_id} by {rec.owner} ({rec.created_at})")
+    click.echo(f"  owner signature valid (key {rec.owner_key})")
+    click.echo(
+        f"  included in log {report.log_origin} at tree size {report.tree_size}, "
+        f"root {report.root_hash}"
+    )
+    click.echo(
+        f"  checkpoint signed by log key {report.log_public_key}: compare it with the key "
+        "the log operator publishes"
+    )
+    click.echo(
+        f"  image {rec.cid} ({report.image_bytes:,} bytes) matches SHA-256 {rec.sha256_file}"
+    )
+
+
 # -- audit ----------------------------------------------------------------------------------------
 @cli.command()
 @_common

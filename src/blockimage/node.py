@@ -17,6 +17,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import watermark
+from .bundle import make_bundle
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
     PDQ_MIN_QUALITY,
@@ -40,6 +41,7 @@ from .records import (
     sign_record,
 )
 from .storage import ContentNotFoundError, Storage, StorageError
+from .storage.kubo import KuboStorage
 from .storage.local import LocalBlockstore
 from .verification import Evidence, Verifier
 
@@ -107,6 +109,7 @@ class Node:
         self.keys = KeyStore(self.home / "keys")
         node_key = self.keys.node_key()
         self.node_public_key = node_key.public_key().public_bytes_raw().hex()
+        self.ledger_origin = f"blockimage/{self.node_public_key[:16]}"
         self.keys.api_token()  # created at init, read by `serve`
         self.storage: Storage = self._open_storage()
         self.ledger: Ledger = self._open_ledger(node_key)
@@ -136,14 +139,15 @@ class Node:
     def _open_storage(self) -> Storage:
         if self.settings.storage == "local":
             return LocalBlockstore(self.home / "blocks")
+        if self.settings.storage == "kubo":
+            return KuboStorage(self.settings.kubo_api)
         raise BackendUnavailableError(
             f"storage backend {self.settings.storage!r} is not available in this version"
         )
 
     def _open_ledger(self, node_key: Ed25519PrivateKey) -> Ledger:
         if self.settings.ledger == "merkle":
-            origin = f"blockimage/{self.node_public_key[:16]}"
-            return MerkleLog(self.home / "ledger.db", node_key, origin=origin)
+            return MerkleLog(self.home / "ledger.db", node_key, origin=self.ledger_origin)
         raise BackendUnavailableError(
             f"ledger backend {self.settings.ledger!r} is not available in this version"
         )
@@ -310,6 +314,16 @@ class Node:
 
     def get(self, cid: str) -> bytes:
         return self.storage.get(cid)
+
+    def export_bundle(self, record_id: str) -> bytes:
+        """A CAR evidence bundle for ``record_id`` (see :mod:`blockimage.bundle`)."""
+        record = self.ledger.get(record_id)
+        return make_bundle(
+            self.ledger.proof(record_id),
+            self.storage.export_car(record.cid),
+            origin=self.ledger_origin,
+            log_public_key=bytes.fromhex(self.node_public_key),
+        )
 
     def audit(self) -> AuditReport:
         """Re-verify the ledger, then that every record's CID is stored and hashes right."""

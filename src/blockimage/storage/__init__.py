@@ -40,3 +40,7 @@ class Storage(Protocol):
     def pin(self, cid: str) -> None:
         """Keep ``cid`` and all its blocks from garbage collection."""
         ...
+
+    def export_car(self, cid: str) -> bytes:
+        """The DAG under ``cid`` as a CARv1 file (root ``cid``)."""
+        ...

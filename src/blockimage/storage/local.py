@@ -14,18 +14,17 @@ import tempfile
 from pathlib import Path
 
 from . import ContentNotFoundError, StorageError
+from .car import write_car
 from .unixfs import (
-    DAG_PB,
-    RAW,
     Block,
     InvalidBlockError,
     check_block,
     chunk_bytes,
-    cid_codec,
     cid_text,
-    decode_file_node,
+    file_content,
     import_chunks,
     parse_cid,
+    walk_file,
 )
 
 __all__ = ["LocalBlockstore"]
@@ -53,10 +52,18 @@ class LocalBlockstore:
         return cid_text(result.cid)
 
     def get(self, cid: str) -> bytes:
+        try:
+            return file_content(parse_cid(cid), self.read_block)
+        except InvalidBlockError as exc:
+            raise StorageError(str(exc)) from None
+
+    def export_car(self, cid: str) -> bytes:
+        """The DAG under ``cid`` as a CARv1 file, every block checked on the way."""
         root = parse_cid(cid)
-        parts: list[bytes] = []
-        self._read_file(root, parts, depth=0)
-        return b"".join(parts)
+        try:
+            return write_car([root], walk_file(root, self.read_block))
+        except InvalidBlockError as exc:
+            raise StorageError(str(exc)) from None
 
     def has(self, cid: str) -> bool:
         return self._path(parse_cid(cid)).is_file()
@@ -102,24 +109,6 @@ class LocalBlockstore:
         except InvalidBlockError as exc:
             raise StorageError(str(exc)) from None
         return data
-
-    def _read_file(self, cid: bytes, out: list[bytes], depth: int) -> None:
-        if depth > 64:
-            raise StorageError(f"{cid_text(cid)}: DAG deeper than 64 levels")
-        data = self.read_block(cid)
-        codec = cid_codec(cid)
-        if codec == RAW:
-            out.append(data)
-            return
-        if codec != DAG_PB:
-            raise StorageError(f"{cid_text(cid)}: codec 0x{codec:x} is not a UnixFS file")
-        try:
-            node = decode_file_node(data)
-        except InvalidBlockError as exc:
-            raise StorageError(f"{cid_text(cid)}: {exc}") from None
-        out.append(node.data)
-        for link in node.links:
-            self._read_file(link, out, depth + 1)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -42,6 +42,8 @@ __all__ = [
     "parse_cid",
     "cid_text",
     "cid_codec",
+    "walk_file",
+    "file_content",
 ]
 
 CHUNK_SIZE = 262_144
@@ -49,6 +51,7 @@ MAX_LINKS = 174
 
 RAW = multicodec.get("raw").code  # 0x55
 DAG_PB = multicodec.get("dag-pb").code  # 0x70
+DAG_CBOR = multicodec.get("dag-cbor").code  # 0x71
 _SHA2_256 = multicodec.get("sha2-256").code  # 0x12
 _UNIXFS_FILE = 2
 
@@ -253,6 +256,39 @@ def decode_file_node(block: bytes) -> FileNode:
     if ftype not in (0, _UNIXFS_FILE):  # Raw or File
         raise InvalidBlockError(f"UnixFS node of type {ftype} is not a file")
     return FileNode(data, tuple(links), filesize)
+
+
+def walk_file(root: bytes, get_block: Callable[[bytes], bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """(CID, block) of every block of the UnixFS file under ``root``, in file order.
+
+    ``get_block`` returns a block's bytes (and should check them against the CID); the file's
+    content is the concatenation of raw leaves and inline node data, in this order.
+    """
+    stack = [(root, 0)]
+    while stack:
+        cid, depth = stack.pop()
+        if depth > 64:
+            raise InvalidBlockError(f"{cid_text(cid)}: DAG deeper than 64 levels")
+        block = get_block(cid)
+        yield cid, block
+        codec = cid_codec(cid)
+        if codec == RAW:
+            continue
+        if codec != DAG_PB:
+            raise InvalidBlockError(f"{cid_text(cid)}: codec 0x{codec:x} is not a UnixFS file")
+        node = decode_file_node(block)
+        stack.extend((link, depth + 1) for link in reversed(node.links))
+
+
+def file_content(root: bytes, get_block: Callable[[bytes], bytes]) -> bytes:
+    """The bytes of the UnixFS file under ``root``."""
+    parts = []
+    for cid, block in walk_file(root, get_block):
+        if cid_codec(cid) == RAW:
+            parts.append(block)
+        else:
+            parts.append(decode_file_node(block).data)
+    return b"".join(parts)
 
 
 # -- protobuf wire format (only what dag-pb and UnixFS use) --------------------------------------

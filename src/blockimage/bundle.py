@@ -1,0 +1,153 @@
+"""Evidence bundles: one CARv1 file a third party can check offline, with no BlockImage node.
+
+The CAR's single root is a dag-cbor *evidence block*::
+
+    {"type": "blockimage-evidence/1",
+     "image": <CID link to the registered file's UnixFS root>,
+     "leaf": <the exact signed record bytes hashed as the Merkle leaf>,
+     "proof": {"leaf_index": n, "tree_size": n, "inclusion_path": [bytes, ...]},
+     "checkpoint": "<signed tree head (C2SP signed note)>",
+     "log": {"origin": "...", "public_key": <32 bytes, Ed25519>}}
+
+followed by every block of the image. Because the evidence block links the image,
+``ipfs dag import bundle.car`` stores and pins the whole bundle. :func:`verify_bundle` checks,
+in order: every block against its CID; the record's owner signature; the inclusion proof
+against the checkpoint root; the checkpoint signature by the log key; the image bytes against
+the record's CID and SHA-256. It says which log key signed, so the checker can compare it with
+the key the log operator publishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dag_cbor
+from multiformats import CID
+
+from .ledger.checkpoint import InvalidCheckpointError, open_checkpoint
+from .ledger.merkle import InvalidInclusionProofError, leaf_hash, verify_inclusion
+from .records import (
+    InvalidRecordSignatureError,
+    LogProof,
+    Record,
+    RecordFormatError,
+    verify_record_signature,
+)
+from .storage.car import InvalidCarError, read_car, write_car
+from .storage.unixfs import DAG_CBOR, InvalidBlockError, block_cid, cid_text, file_content
+
+__all__ = ["make_bundle", "verify_bundle", "BundleReport", "InvalidBundleError"]
+
+_TYPE = "blockimage-evidence/1"
+
+
+class InvalidBundleError(ValueError):
+    """The bundle is malformed, or one of its proofs fails (the message says which)."""
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    record: Record
+    image_bytes: int
+    tree_size: int
+    root_hash: str
+    log_origin: str
+    log_public_key: str
+
+
+T = TypeVar("T")
+
+
+def _field(doc: dict[str, Any], key: str, kind: type[T]) -> T:
+    value = doc.get(key)
+    if not isinstance(value, kind):
+        raise InvalidBundleError(f"the evidence block's {key!r} is missing or not {kind.__name__}")
+    return value
+
+
+def make_bundle(log: LogProof, image_car: bytes, *, origin: str, log_public_key: bytes) -> bytes:
+    """The evidence CAR for a record: its log proof and the image's blocks (from a CAR)."""
+    image = read_car(image_car)
+    if len(image.roots) != 1:
+        raise ValueError("the image CAR must have exactly one root")
+    evidence = dag_cbor.encode(
+        {
+            "type": _TYPE,
+            "image": CID.decode(image.roots[0]),
+            "leaf": log.leaf,
+            "proof": {
+                "leaf_index": log.leaf_index,
+                "tree_size": log.tree_size,
+                "inclusion_path": [bytes.fromhex(h) for h in log.inclusion_path],
+            },
+            "checkpoint": log.checkpoint,
+            "log": {"origin": origin, "public_key": log_public_key},
+        }
+    )
+    root = block_cid(evidence, DAG_CBOR)
+    return write_car([root], [(root, evidence), *image.blocks.items()])
+
+
+def verify_bundle(data: bytes) -> BundleReport:
+    """Check a bundle completely (see the module docstring); raise at the first failure."""
+    try:
+        car = read_car(data)
+    except InvalidCarError as exc:
+        raise InvalidBundleError(f"not a valid CAR: {exc}") from None
+    if len(car.roots) != 1 or car.roots[0] not in car.blocks:
+        raise InvalidBundleError("the bundle's root evidence block is missing")
+    try:
+        doc = dag_cbor.decode(car.blocks[car.roots[0]])
+    except Exception as exc:  # dag_cbor raises several decoding error types
+        raise InvalidBundleError(f"the evidence block is not dag-cbor ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("type") != _TYPE:
+        raise InvalidBundleError(f"the root block is not a {_TYPE} evidence block")
+    leaf = _field(doc, "leaf", bytes)
+    note = _field(doc, "checkpoint", str)
+    image_root = bytes(_field(doc, "image", CID))
+    proof, log = _field(doc, "proof", dict), _field(doc, "log", dict)
+    origin, public_key = _field(log, "origin", str), _field(log, "public_key", bytes)
+    index, size = _field(proof, "leaf_index", int), _field(proof, "tree_size", int)
+    path = [p for p in _field(proof, "inclusion_path", list) if isinstance(p, bytes)]
+    try:
+        record = Record.from_leaf(leaf)
+        verify_record_signature(record)
+    except (RecordFormatError, InvalidRecordSignatureError) as exc:
+        raise InvalidBundleError(f"record: {exc}") from None
+    try:
+        checkpoint = open_checkpoint(note, public_key, name=origin)
+    except InvalidCheckpointError as exc:
+        raise InvalidBundleError(f"checkpoint: {exc}") from None
+    if checkpoint.tree_size != size:
+        raise InvalidBundleError(
+            f"the proof is for tree size {size} but the checkpoint signs size "
+            f"{checkpoint.tree_size}"
+        )
+    try:
+        verify_inclusion(leaf_hash(leaf), index, size, path, checkpoint.root_hash)
+    except InvalidInclusionProofError as exc:
+        raise InvalidBundleError(f"inclusion proof: {exc}") from None
+    if cid_text(image_root) != record.cid:
+        raise InvalidBundleError(
+            f"the bundle's image is {cid_text(image_root)}, the record names {record.cid}"
+        )
+
+    def block(cid: bytes) -> bytes:
+        if cid not in car.blocks:
+            raise InvalidBundleError(f"image block {cid_text(cid)} is missing from the bundle")
+        return car.blocks[cid]
+
+    try:
+        content = file_content(image_root, block)
+    except InvalidBlockError as exc:
+        raise InvalidBundleError(f"image: {exc}") from None
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != record.sha256_file:
+        raise InvalidBundleError(
+            f"image bytes have SHA-256 {digest}, the record says {record.sha256_file}"
+        )
+    return BundleReport(
+        record, len(content), size, checkpoint.root_hash.hex(), origin, public_key.hex()
+    )

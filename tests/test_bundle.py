@@ -1,0 +1,100 @@
+"""Evidence bundles (CARv1): export, offline verification, tampering, and `ipfs dag import`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dag_cbor
+import pytest
+from click.testing import CliRunner
+
+from blockimage.bundle import InvalidBundleError, verify_bundle
+from blockimage.cli import cli
+from blockimage.storage.car import read_car, write_car
+
+
+@pytest.fixture
+def bundle(node, photo_file):
+    receipt = node.register(photo_file("coffee"), owner="alice")
+    node.register(photo_file("chelsea"), owner="bob")  # a second leaf: a real inclusion path
+    return receipt, node.export_bundle(receipt.record.record_id)
+
+
+def test_bundle_verifies_offline_and_names_the_record(bundle):
+    receipt, data = bundle
+    report = verify_bundle(data)
+    assert report.record == receipt.record
+    assert report.tree_size == 2 and report.image_bytes == os.path.getsize(receipt.output)
+
+
+def test_cli_export_and_verify_bundle_need_no_home_for_checking(
+    home, photo_file, tmp_path, monkeypatch
+):
+    runner = CliRunner()
+    image = photo_file("rocket")
+    out = json.loads(
+        runner.invoke(
+            cli, ["--home", str(home), "--json", "register", str(image), "--owner", "alice"]
+        ).stdout
+    )
+    car = tmp_path / "evidence.car"
+    assert (
+        runner.invoke(
+            cli, ["--home", str(home), "export", out["record_id"], "-o", str(car)]
+        ).exit_code
+        == 0
+    )
+    monkeypatch.setenv("BLOCKIMAGE_HOME", str(tmp_path / "nowhere"))
+    result = runner.invoke(cli, ["verify-bundle", str(car), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["ok"] is True
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_changed_image_block_is_caught(bundle):
+    _, data = bundle
+    car = read_car(data)
+    leaf_cid = next(c for c in car.blocks if c[1] == 0x55)  # a raw leaf of the image
+    blocks = dict(car.blocks)
+    tampered = bytearray(blocks[leaf_cid])
+    tampered[10] ^= 1
+    raw = data.replace(bytes(blocks[leaf_cid]), bytes(tampered))
+    with pytest.raises(InvalidBundleError, match="corrupt"):
+        verify_bundle(raw)
+
+
+def test_a_forged_record_or_proof_is_caught(bundle):
+    _, data = bundle
+    car = read_car(data)
+    doc = dag_cbor.decode(car.blocks[car.roots[0]])
+
+    def rebuilt(**changes) -> bytes:
+        from blockimage.storage.unixfs import DAG_CBOR, block_cid
+
+        evidence = dag_cbor.encode({**doc, **changes})
+        root = block_cid(evidence, DAG_CBOR)
+        others = [(c, b) for c, b in car.blocks.items() if c != car.roots[0]]
+        return write_car([root], [(root, evidence), *others])
+
+    with pytest.raises(InvalidBundleError, match="owner signature"):
+        verify_bundle(rebuilt(leaf=doc["leaf"].replace(b'"alice"', b'"mallory"')))
+    proof = {**doc["proof"], "inclusion_path": [bytes(32)]}
+    with pytest.raises(InvalidBundleError, match="inclusion proof"):
+        verify_bundle(rebuilt(proof=proof))
+    with pytest.raises(InvalidBundleError, match="checkpoint"):
+        verify_bundle(rebuilt(log={**doc["log"], "public_key": bytes(32)}))
+    with pytest.raises(InvalidBundleError, match="not a valid CAR"):
+        verify_bundle(data[:20])
+
+
+def test_kubo_dag_import_accepts_the_bundle_and_serves_the_image(bundle, kubo, tmp_path):
+    receipt, data = bundle
+    car = tmp_path / "bundle.car"
+    car.write_bytes(data)
+    imported = kubo.run("dag", "import", "--stats", str(car), text=True).stdout
+    root = read_car(data).roots[0]
+    from blockimage.storage.unixfs import cid_text
+
+    assert cid_text(root) in imported and "Pinned root" in imported
+    served = kubo.run("cat", receipt.record.cid).stdout
+    assert served == open(receipt.output, "rb").read()

@@ -1,0 +1,75 @@
+"""The Storage Protocol contract, run against the embedded blockstore and a real Kubo node."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from blockimage.storage import ContentNotFoundError, Storage, StorageError
+from blockimage.storage.kubo import KuboStorage
+from blockimage.storage.local import LocalBlockstore
+from blockimage.storage.unixfs import CHUNK_SIZE, cid_for_bytes
+
+SIZES = [
+    1,
+    12,
+    1000,
+    CHUNK_SIZE - 1,
+    CHUNK_SIZE,
+    CHUNK_SIZE + 1,
+    3 * CHUNK_SIZE + 17,
+    174 * CHUNK_SIZE,
+    175 * CHUNK_SIZE + 5,
+]
+
+
+@pytest.fixture(params=["local", "kubo"])
+def store(request, tmp_path):
+    if request.param == "local":
+        yield LocalBlockstore(tmp_path / "blocks")
+    else:
+        kubo = request.getfixturevalue("kubo")
+        client = KuboStorage(kubo.api, fetch_timeout=2.0, has_timeout=2.0)
+        yield client
+        client.close()
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def test_is_a_storage(store):
+    assert isinstance(store, Storage)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_put_gives_the_ipfs_cid_and_get_gives_the_bytes_back(store, size):
+    data = random_bytes(size, size)
+    cid = store.put(data)
+    assert cid == cid_for_bytes(data)  # identical on both backends, multi-level included
+    assert store.has(cid)
+    assert store.get(cid) == data
+
+
+def test_missing_content_is_reported_quickly_not_waited_for_forever(store):
+    missing = cid_for_bytes(b"nobody stored this " + str(time.time()).encode())
+    t0 = time.perf_counter()
+    assert not store.has(missing)
+    with pytest.raises(ContentNotFoundError):
+        store.get(missing)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_pin_of_stored_content_works_and_of_missing_content_fails(store):
+    cid = store.put(random_bytes(5000, 1))
+    store.pin(cid)
+    with pytest.raises(ContentNotFoundError):
+        store.pin(cid_for_bytes(b"missing " + str(time.time()).encode()))
+
+
+def test_a_daemon_that_is_down_is_a_clear_error():
+    client = KuboStorage("http://127.0.0.1:9", timeout=2.0)  # nothing listens on port 9
+    with pytest.raises(StorageError, match="not reachable.*scripts/kubo.sh up"):
+        client.put(b"x")
