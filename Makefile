@@ -1,13 +1,17 @@
 # The two commands of the README. Both install what they need first (scripts/setup).
-.PHONY: setup demo test bench bench-setup lint
+.PHONY: setup kubo demo test bench bench-setup lint
 
 setup:
 	./scripts/setup
 
+# Kubo (the IPFS node) for the storage tests, built with Go into .cache/kubo/bin (reused).
+kubo:
+	./scripts/kubo.sh build
+
 demo: setup
 	.venv/bin/blockimage demo
 
-test: setup
+test: setup kubo
 	.venv/bin/python -m pytest -q
 
 # Benchmark extras: more photos (scikit-learn, matplotlib; Debian's opencv-doc if installed) and
@@ -19,6 +23,8 @@ bench-setup: setup
 bench: bench-setup
 	.venv/bin/python benchmarks/register.py
 	.venv/bin/python benchmarks/watermark.py
+	.venv/bin/python benchmarks/verify_eval.py
+	.venv/bin/python benchmarks/storage.py
 
 lint:
 	.venv/bin/ruff check src tests benchmarks
