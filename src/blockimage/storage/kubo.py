@@ -16,7 +16,7 @@ import httpx
 from . import ContentNotFoundError, StorageError
 from .unixfs import parse_cid
 
-__all__ = ["KuboStorage"]
+__all__ = ["KuboStorage", "KuboTimeoutError"]
 
 _ADD_PARAMS = {
     "cid-version": "1",
@@ -25,6 +25,10 @@ _ADD_PARAMS = {
     "pin": "true",
     "quieter": "true",
 }
+
+
+class KuboTimeoutError(StorageError):
+    """A Kubo RPC call did not answer in time."""
 
 
 class KuboStorage:
@@ -55,7 +59,7 @@ class KuboStorage:
         parse_cid(cid)
         try:
             return self._call("cat", params={"arg": cid}, timeout=self._fetch_timeout).content
-        except httpx.TimeoutException:
+        except KuboTimeoutError:
             raise ContentNotFoundError(
                 f"{cid}: not found within {self._fetch_timeout:.0f} s (no connected peer has it)"
             ) from None
@@ -66,14 +70,14 @@ class KuboStorage:
             self._call(
                 "block/stat", params={"arg": cid, "offline": "true"}, timeout=self._has_timeout
             )
-        except (ContentNotFoundError, httpx.TimeoutException):
+        except (ContentNotFoundError, KuboTimeoutError):
             return False
         return True
 
     def pin(self, cid: str) -> None:
         try:
             self._call("pin/add", params={"arg": cid}, timeout=self._fetch_timeout)
-        except httpx.TimeoutException:
+        except KuboTimeoutError:
             raise ContentNotFoundError(f"cannot pin {cid}: not found in time") from None
 
     def unpin(self, cid: str) -> None:
@@ -85,7 +89,7 @@ class KuboStorage:
             return self._call(
                 "dag/export", params={"arg": cid}, timeout=self._fetch_timeout
             ).content
-        except httpx.TimeoutException:
+        except KuboTimeoutError:
             raise ContentNotFoundError(f"{cid}: not found in time for export") from None
 
     def peer_id(self) -> str:
@@ -100,7 +104,7 @@ class KuboStorage:
                 **kwargs,
             )
         except httpx.TimeoutException:
-            raise
+            raise KuboTimeoutError(f"Kubo {command} at {self.api} did not answer in time") from None
         except httpx.TransportError as exc:
             raise StorageError(
                 f"Kubo RPC API at {self.api} is not reachable ({exc.__class__.__name__}: {exc}); "
