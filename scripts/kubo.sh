@@ -19,7 +19,7 @@ log() { echo "kubo.sh: $*" >&2; }
 build() {
   if [ -x "$IPFS" ]; then return; fi
   command -v go >/dev/null || { log "Go is needed to build Kubo (https://go.dev)"; exit 1; }
-  log "building Kubo $(grep 'github.com/ipfs/kubo ' "$ROOT/tools/kubo/go.mod" | awk '{print $2}') into $BIN_DIR (a few minutes the first time)"
+  log "building Kubo $(grep 'github.com/ipfs/kubo ' "$ROOT/tools/kubo/go.mod" | awk '{print $NF}') into $BIN_DIR (a few minutes the first time)"
   mkdir -p "$BIN_DIR"
   (cd "$ROOT/tools/kubo" && go build -trimpath -o "$IPFS.tmp" github.com/ipfs/kubo/cmd/ipfs)
   mv "$IPFS.tmp" "$IPFS"
