@@ -127,12 +127,17 @@ _WORDS = ("FAKE", "SOLD", "2024", "NO ENTRY", "VOTE", "EXCLUSIVE", "CONFIRMED")
 
 
 def tampered_variant(
-    img: np.ndarray, kind: str, rng: np.random.Generator, *, donor: np.ndarray | None = None
+    img: np.ndarray,
+    kind: str,
+    rng: np.random.Generator,
+    *,
+    donor: np.ndarray | None = None,
+    resave: bool = True,
 ) -> Variant:
     """A locally edited copy of ``img`` and the exact mask of the changed pixels.
 
-    ``donor`` is the photo spliced from (kind "splice"). Half the variants are re-saved as
-    JPEG (quality 75-95) after the edit.
+    ``donor`` is the photo spliced from (kind "splice"). With ``resave``, half the variants are
+    re-saved as JPEG (quality 75-95) after the edit.
     """
     h, w = img.shape[:2]
     out = img.copy()
@@ -181,7 +186,7 @@ def tampered_variant(
         raise ValueError(f"unknown tampering kind {kind!r}")
     if kind == "removal":
         mask = np.any(out != img, axis=2) | mask
-    if rng.random() < 0.5:
+    if resave and rng.random() < 0.5:
         q = int(rng.integers(75, 96))
         return Variant(f"{kind}+jpeg{q}", jpeg_roundtrip(out, q), mask, "JPEG", q)
     return Variant(kind, out, mask)
