@@ -9,7 +9,9 @@ choice is seeded. Folds are grouped by source photo (StratifiedGroupKFold): no p
 both training and test data.
 
 The classifier is a logistic regression on standardised, log-compressed forensic features
-(:mod:`blockimage.analysis.forensics`). ``--write-model`` fits it on the whole set and writes
+(:mod:`blockimage.analysis.forensics`) and the frozen EfficientNet-Lite0 backbone's pooled
+features reduced to 16 principal components (fitted inside each training fold).
+``--write-model`` fits it on the whole set and writes
 ``src/blockimage/analysis/blind_model.json``, which ``blockimage analyze`` loads.
 
 The figures come from this synthetic set and are not comparable with results on CASIA,
@@ -32,8 +34,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from photos import load, photo_paths  # noqa: E402
 
 from blockimage.analysis.blind import MODEL_PATH, log_compress  # noqa: E402
+from blockimage.analysis.classifier import load_classifier  # noqa: E402
 from blockimage.analysis.forensics import FEATURE_NAMES, forensic_features  # noqa: E402
 from blockimage.evaluation import TAMPER_KINDS, jpeg_roundtrip, tampered_variant  # noqa: E402
+
+_PCA = 16  # principal components kept of the backbone's 1280 pooled features
 
 
 def benign(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -45,6 +50,12 @@ def benign(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
         out = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
     return jpeg_roundtrip(out, int(rng.integers(75, 96)))
+
+
+def _features(img: np.ndarray) -> np.ndarray:
+    """Forensic features (log-compressed) followed by the backbone's pooled features."""
+    cnn = load_classifier().predict(img).features
+    return np.concatenate([log_compress(forensic_features(img)), cnn])
 
 
 def build(per_photo: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -59,11 +70,12 @@ def build(per_photo: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
             kind = TAMPER_KINDS[k % len(TAMPER_KINDS)]
             edit = tampered_variant(img, kind, rng, donor=donor, resave=False)
             # Both classes get the same benign processing, so it cannot stand in for the label.
-            features.append(forensic_features(benign(edit.pixels, rng)))
+            edited = benign(edit.pixels, rng)
+            features.append(_features(edited))
             labels.append(1)
             groups.append(g)
             kinds.append(edit.kind.split("+")[0])
-            features.append(forensic_features(benign(img, rng)))
+            features.append(_features(benign(img, rng)))
             labels.append(0)
             groups.append(g)
             kinds.append("benign")
@@ -76,6 +88,8 @@ def build(per_photo: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def main() -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import (
         accuracy_score,
@@ -100,7 +114,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     x, y, groups, kinds = build(args.per_photo, args.seed)
-    x = log_compress(x)
+    nf = len(FEATURE_NAMES)
 
     def model():
         if args.model == "hgb":
@@ -109,7 +123,17 @@ def main() -> None:
             return HistGradientBoostingClassifier(
                 max_iter=200, learning_rate=0.05, random_state=args.seed
             )
-        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        columns = ColumnTransformer(
+            [
+                ("forensic", StandardScaler(), list(range(nf))),
+                (
+                    "cnn",
+                    make_pipeline(StandardScaler(), PCA(_PCA, random_state=args.seed)),
+                    list(range(nf, x.shape[1])),
+                ),
+            ]
+        )
+        return make_pipeline(columns, LogisticRegression(C=1.0, max_iter=2000))
 
     folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=args.seed)
     rows, total = [], np.zeros((2, 2), dtype=int)
@@ -146,13 +170,23 @@ def main() -> None:
     print("correct by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(correct.items())))
     if args.write_model:
         clf = model().fit(x, y)
-        scaler, lr = clf[0], clf[1]
+        columns, lr = clf[0], clf[1]
+        forensic = columns.named_transformers_["forensic"]
+        cnn_scaler, pca = (
+            columns.named_transformers_["cnn"][0],
+            columns.named_transformers_["cnn"][1],
+        )
         doc = {
-            "about": "Blind tamper detector: logistic regression on log-compressed, standardised "
-            "forensic features. Trained by benchmarks/tamper_cv.py on a synthetic set.",
+            "about": "Blind tamper detector: logistic regression on standardised, log-compressed "
+            "forensic features and the backbone's pooled features (standardised, PCA). "
+            "Trained by benchmarks/tamper_cv.py on a synthetic set.",
             "features": list(FEATURE_NAMES),
-            "mean": scaler.mean_.tolist(),
-            "scale": scaler.scale_.tolist(),
+            "forensic_mean": forensic.mean_.tolist(),
+            "forensic_scale": forensic.scale_.tolist(),
+            "cnn_mean": cnn_scaler.mean_.tolist(),
+            "cnn_scale": cnn_scaler.scale_.tolist(),
+            "pca_mean": pca.mean_.tolist(),
+            "pca_components": pca.components_.round(6).tolist(),
             "weights": lr.coef_[0].tolist(),
             "bias": float(lr.intercept_[0]),
             "trained_on": {

@@ -10,8 +10,11 @@ from PIL import Image
 
 from blockimage.analysis import ModelNotFoundError, blind_tamper_score
 from blockimage.analysis.blind import load_model
+from blockimage.analysis.classifier import DEFAULT_MODEL
 from blockimage.analysis.forensics import FEATURE_NAMES, forensic_features
 from blockimage.evaluation import tampered_variant
+
+MODEL_DIR = DEFAULT_MODEL.parent
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,8 @@ def test_a_cloned_region_raises_the_copy_move_signal(photo):
 def test_score_is_a_probability_and_the_shipped_model_matches_the_features(photo):
     score = blind_tamper_score(photo)
     assert 0.0 <= score <= 1.0
-    assert load_model().weights.shape == (len(FEATURE_NAMES),)
+    model = load_model()
+    assert model.weights.shape == (len(FEATURE_NAMES) + model.pca_components.shape[0],)
 
 
 def test_a_missing_or_stale_model_says_how_to_get_one(tmp_path):
@@ -45,3 +49,48 @@ def test_a_missing_or_stale_model_says_how_to_get_one(tmp_path):
     stale.write_text(json.dumps({"features": ["old"]}))
     with pytest.raises(ModelNotFoundError, match="other features"):
         load_model(stale)
+
+
+def test_classifier_names_real_photos_sensibly(photos):
+    from blockimage.analysis.classifier import classify
+
+    coffee = classify(np.asarray(Image.open(photos["coffee"]).convert("RGB")))
+    assert coffee[0].label == "espresso" and coffee[0].score > 0.8
+    assert {"coffee", "food"} <= {t.label for t in coffee}
+    cat = {t.label for t in classify(np.asarray(Image.open(photos["chelsea"]).convert("RGB")))}
+    assert {"cat", "animal"} <= cat
+
+
+def test_broader_terms_come_from_wordnet():
+    labels = json.loads((MODEL_DIR.parent / "imagenet_labels.json").read_text())["classes"]
+    assert len(labels) == 1000
+    ladybug = next(c for c in labels if c["name"] == "ladybug")
+    assert ladybug["wnid"] == "n02165456" and "insect" in ladybug["broader"]
+
+
+def test_onnx_model_outputs_logits_and_features(photos):
+    from blockimage.analysis.classifier import load_classifier
+
+    prediction = load_classifier().predict(np.asarray(Image.open(photos["rocket"])))
+    assert prediction.probabilities.shape == (1000,) and prediction.features.shape == (1280,)
+    assert abs(prediction.probabilities.sum() - 1) < 1e-4
+
+
+def test_missing_classifier_model_says_how_to_get_one(tmp_path):
+    from blockimage.analysis.classifier import Classifier
+
+    with pytest.raises(ModelNotFoundError, match="export_efficientnet_lite.py"):
+        Classifier(tmp_path / "missing.onnx")
+
+
+def test_analyze_command_prints_tags_and_score(photos):
+    from click.testing import CliRunner
+
+    from blockimage.cli import cli
+
+    result = CliRunner().invoke(cli, ["analyze", str(photos["coffee"]), "--json"])
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["tags"][0]["label"] == "espresso" and 0 <= doc["blind_tamper_score"] <= 1
+    bad = CliRunner().invoke(cli, ["analyze", __file__])
+    assert bad.exit_code == 1 and "not an image" in bad.stderr

@@ -308,3 +308,13 @@ def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file, 
     verdict = node.verify(other)
     assert verdict.verdict == "unknown"
     assert any("different picture" in line for line in verdict.explanation)
+
+
+def test_register_stores_content_tags_and_verify_reports_drift(node, photo_file, photos):
+    receipt = node.register(photo_file("coffee"), owner="alice")
+    assert receipt.record.tags[0].label == "espresso"
+    pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
+    verdict = node.verify(jpeg_bytes(pixels, 80))
+    assert any(line.startswith("Content tags agree") for line in verdict.explanation)
+    unknown = node.verify(photos["rocket"])
+    assert unknown.verdict == "unknown" and 0 <= unknown.blind_tamper_score <= 1

@@ -286,6 +286,44 @@ def _print_verdict(v: Verdict) -> None:
             )
 
 
+# -- analyze --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document.")
+@click.pass_context
+def analyze(ctx: click.Context, image: Path, as_json: bool | None) -> None:
+    """Content tags and blind tamper score of IMAGE (no registration, no node home needed)."""
+    from .analysis import analyze_image
+    from .imaging import decode_image
+
+    _, as_json = _opts(ctx, None, as_json)
+    with _errors():
+        try:
+            data = image.read_bytes()
+        except OSError as exc:
+            raise InvalidImageError(f"{image}: {exc.strerror or exc}") from None
+        try:
+            pixels = decode_image(data).pixels
+        except InvalidImageError as exc:
+            raise InvalidImageError(f"{image}: {exc}") from None
+        analysis = analyze_image(pixels)
+        tags, score = analysis.tags, analysis.blind_tamper_score
+    if as_json:
+        _print_json(
+            {
+                "image": str(image),
+                "tags": [vars(t) for t in tags],
+                "blind_tamper_score": round(score, 3),
+                "model": "efficientnet-lite0",
+            }
+        )
+        return
+    click.echo("tags: " + ", ".join(f"{t.label} ({t.score:.2f})" for t in tags))
+    click.echo(
+        f"blind tamper score: {score:.2f} (0 = untouched, 1 = edited; a weak signal, see README)"
+    )
+
+
 # -- history --------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("record_id", type=RecordId())

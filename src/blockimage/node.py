@@ -17,6 +17,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import watermark
+from .analysis.classifier import classify
 from .bundle import make_bundle
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
@@ -34,7 +35,6 @@ from .quality import normalized_correlation, psnr, ssim
 from .records import (
     Receipt,
     Record,
-    Tag,
     Verdict,
     WatermarkMetrics,
     new_record_id,
@@ -182,8 +182,8 @@ class Node:
         marked = self._embed_watermark(item, record_id)
         registered_bytes = marked.data
         registered_pixels = marked.image.pixels
-        # 2. analyse (its issue plugs in here)
-        tags: tuple[Tag, ...] = ()
+        # 2. analyse: content tags of the submitted picture
+        tags = classify(item.image.pixels)
         # 3. fingerprint the file that is registered
         fp = fingerprint(registered_bytes, registered_pixels)
 

