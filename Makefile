@@ -25,6 +25,8 @@ bench: bench-setup
 	.venv/bin/python benchmarks/watermark.py
 	.venv/bin/python benchmarks/verify_eval.py
 	.venv/bin/python benchmarks/storage.py
+	.venv/bin/python benchmarks/analyze.py
+	.venv/bin/python benchmarks/tamper_cv.py
 
 lint:
 	.venv/bin/ruff check src tests benchmarks
