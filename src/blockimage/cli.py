@@ -324,6 +324,40 @@ def analyze(ctx: click.Context, image: Path, as_json: bool | None) -> None:
     )
 
 
+# -- models ---------------------------------------------------------------------------------------
+@cli.group()
+def models() -> None:
+    """Manage the analysis backbones (the default EfficientNet-Lite0 ships with BlockImage)."""
+
+
+@models.command("import")
+@click.argument("name", type=click.Choice(["resnet50"]))
+@click.argument("weights", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_common
+@click.pass_context
+def models_import(
+    ctx: click.Context, name: str, weights: Path, home: Path | None, as_json: bool | None
+) -> None:
+    """Convert torchvision WEIGHTS (.pth) of NAME to ONNX in the node home."""
+    from .analysis.convert import ConversionUnavailableError, import_resnet50
+    from .config import resolve_home
+
+    home, as_json = _opts(ctx, home, as_json)
+    target = resolve_home(home) / "models"
+    try:
+        path = import_resnet50(weights, target)
+    except ConversionUnavailableError as exc:
+        click.echo(f"blockimage: error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        _print_json({"backbone": name, "model": str(path)})
+    else:
+        click.echo(
+            f"wrote {path}; use it with BLOCKIMAGE_BACKBONE={name} or, in config.toml, "
+            f'[analysis] backbone = "{name}"'
+        )
+
+
 # -- history --------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("record_id", type=RecordId())

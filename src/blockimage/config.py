@@ -23,6 +23,7 @@ __all__ = ["Settings", "ConfigError", "resolve_home", "load_settings", "DEFAULT_
 
 STORAGE_BACKENDS = ("local", "kubo")
 LEDGER_BACKENDS = ("merkle", "fabric")
+BACKBONES = ("efficientnet-lite0", "resnet50")
 
 DEFAULT_CONFIG = f"""\
 # BlockImage node configuration. Environment variables BLOCKIMAGE_* override these.
@@ -33,6 +34,9 @@ kubo_api = "http://127.0.0.1:5001"   # used when backend = "kubo"
 
 [ledger]
 backend = "merkle"                   # "merkle" (embedded log) or "fabric"
+
+[analysis]
+backbone = "efficientnet-lite0"       # or "resnet50" (`blockimage models import resnet50 W.pth`)
 
 [limits]
 max_pixels = {DEFAULT_MAX_PIXELS}            # decompression-bomb guard (width x height)
@@ -50,6 +54,7 @@ class Settings:
     storage: str = "local"
     kubo_api: str = "http://127.0.0.1:5001"
     ledger: str = "merkle"
+    backbone: str = "efficientnet-lite0"
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = 256 * 1024 * 1024
 
@@ -72,12 +77,15 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
             doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        storage, ledger, limits = (doc.get(k, {}) for k in ("storage", "ledger", "limits"))
+        storage, ledger, limits, analysis = (
+            doc.get(k, {}) for k in ("storage", "ledger", "limits", "analysis")
+        )
         settings = replace(
             settings,
             storage=storage.get("backend", settings.storage),
             kubo_api=storage.get("kubo_api", settings.kubo_api),
             ledger=ledger.get("backend", settings.ledger),
+            backbone=analysis.get("backbone", settings.backbone),
             max_pixels=limits.get("max_pixels", settings.max_pixels),
             max_file_bytes=limits.get("max_file_bytes", settings.max_file_bytes),
         )
@@ -86,6 +94,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         ("storage", "BLOCKIMAGE_STORAGE"),
         ("kubo_api", "BLOCKIMAGE_KUBO_API"),
         ("ledger", "BLOCKIMAGE_LEDGER"),
+        ("backbone", "BLOCKIMAGE_BACKBONE"),
         ("max_pixels", "BLOCKIMAGE_MAX_PIXELS"),
         ("max_file_bytes", "BLOCKIMAGE_MAX_FILE_BYTES"),
     ):
@@ -100,6 +109,8 @@ def _checked(s: Settings) -> Settings:
         raise ConfigError(f"storage backend {s.storage!r} is not one of {STORAGE_BACKENDS}")
     if s.ledger not in LEDGER_BACKENDS:
         raise ConfigError(f"ledger backend {s.ledger!r} is not one of {LEDGER_BACKENDS}")
+    if s.backbone not in BACKBONES:
+        raise ConfigError(f"analysis backbone {s.backbone!r} is not one of {BACKBONES}")
     try:
         max_pixels, max_bytes = int(s.max_pixels), int(s.max_file_bytes)
     except (TypeError, ValueError):

@@ -17,7 +17,8 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import watermark
-from .analysis.classifier import classify
+from .analysis import ModelNotFoundError
+from .analysis.classifier import DEFAULT_MODEL, classify
 from .bundle import make_bundle
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .fingerprint import (
@@ -115,12 +116,14 @@ class Node:
         self.ledger: Ledger = self._open_ledger(node_key)
         self.index = PdqIndex(self.home / "index.db")
         self.index.sync(self.ledger)
+        self.tag_model = self._tag_model()
         self.verifier = Verifier(
             self.ledger,
             self.storage,
             self.index,
             self.keys.watermark_key(),
             max_pixels=self.settings.max_pixels,
+            tag_model=self.tag_model,
         )
 
     def close(self) -> None:
@@ -151,6 +154,17 @@ class Node:
         raise BackendUnavailableError(
             f"ledger backend {self.settings.ledger!r} is not available in this version"
         )
+
+    def _tag_model(self) -> Path:
+        if self.settings.backbone == "efficientnet-lite0":
+            return DEFAULT_MODEL
+        path = self.home / "models" / f"{self.settings.backbone}.onnx"
+        if not path.is_file():
+            raise ModelNotFoundError(
+                f"backbone {self.settings.backbone} is configured but {path} is missing: "
+                f"run `blockimage models import {self.settings.backbone} WEIGHTS.pth`"
+            )
+        return path
 
     # -- register ---------------------------------------------------------------------------------
     def register(
@@ -183,7 +197,7 @@ class Node:
         registered_bytes = marked.data
         registered_pixels = marked.image.pixels
         # 2. analyse: content tags of the submitted picture
-        tags = classify(item.image.pixels)
+        tags = classify(item.image.pixels, self.tag_model)
         # 3. fingerprint the file that is registered
         fp = fingerprint(registered_bytes, registered_pixels)
 

@@ -10,13 +10,14 @@ verdict carries the record's history and a fresh inclusion proof.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import watermark
 from .analysis import blind_tamper_score
-from .analysis.classifier import classify
+from .analysis.classifier import DEFAULT_MODEL, classify
 from .compare import Comparison, compare
 from .fingerprint import (
     PDQ_CANDIDATE_DISTANCE,
@@ -57,12 +58,14 @@ class Verifier:
         watermark_key: bytes,
         *,
         max_pixels: int,
+        tag_model: Path = DEFAULT_MODEL,
     ) -> None:
         self.ledger = ledger
         self.storage = storage
         self.index = index
         self._key = watermark_key
         self._max_pixels = max_pixels
+        self._tag_model = tag_model
 
     def marked_record(self, pixels: np.ndarray) -> tuple[Record | None, watermark.Extraction]:
         """The record whose id the image's watermark carries, if any."""
@@ -192,7 +195,7 @@ class Verifier:
                 self._verdict("benign", matched_by, record, similarity, explanation),
                 pixels,
             )
-        explanation.append(_drift_sentence(record.tags, classify(pixels)))
+        explanation.append(_drift_sentence(record.tags, classify(pixels, self._tag_model)))
         result = compare(pixels, original)
         similarity = Similarity(
             psnr=result.psnr, ssim=result.ssim, pdq_distance=distance, watermark_bits_ok=bits_ok

@@ -56,6 +56,11 @@ class Classifier:
         self._session = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
         )
+        spec_path = Path(model_path).with_suffix(".json")
+        spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+        self.name = str(spec.get("name", Path(model_path).stem))
+        self._mean = np.array(spec.get("mean", [127.0] * 3), dtype=np.float32)
+        self._std = np.array(spec.get("std", [128.0] * 3), dtype=np.float32)
         classes = json.loads(_LABELS.read_text())["classes"]
         self.names = [c["name"] for c in classes]
         broader = sorted({b for c in classes for b in c["broader"]})
@@ -66,9 +71,12 @@ class Classifier:
             for b in c["broader"]:
                 self._broader[i, index[b]] = 1.0
 
-    @staticmethod
-    def preprocess(rgb: np.ndarray) -> np.ndarray:
-        """Resize the short side to 256, centre-crop 224, scale to (x - 127) / 128, NCHW."""
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """Resize the short side to 256, centre-crop 224, normalise as the model expects, NCHW.
+
+        The normalisation comes from the model's sidecar ``.json`` (default (x - 127) / 128,
+        what EfficientNet-Lite was trained with).
+        """
         img = Image.fromarray(rgb)
         w, h = img.size
         scale = 256 / min(w, h)
@@ -80,7 +88,7 @@ class Classifier:
         w, h = img.size
         left, top = (w - _SIZE) // 2, (h - _SIZE) // 2
         crop = np.asarray(img.crop((left, top, left + _SIZE, top + _SIZE)), dtype=np.float32)
-        return ((crop - 127.0) / 128.0).transpose(2, 0, 1)[None]
+        return ((crop - self._mean) / self._std).transpose(2, 0, 1)[None]
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         logits, features = self._session.run(None, {"image": self.preprocess(rgb)})
@@ -118,7 +126,7 @@ def load_classifier(model_path: Path = DEFAULT_MODEL) -> Classifier:
     return Classifier(model_path)
 
 
-def classify(rgb: np.ndarray) -> tuple[Tag, ...]:
-    """Content tags of an RGB uint8 image with the default model."""
-    classifier = load_classifier()
+def classify(rgb: np.ndarray, model_path: Path = DEFAULT_MODEL) -> tuple[Tag, ...]:
+    """Content tags of an RGB uint8 image (default: the shipped EfficientNet-Lite0)."""
+    classifier = load_classifier(model_path)
     return classifier.tags(classifier.predict(rgb))
