@@ -146,7 +146,7 @@ class Verifier:
         score = blind_tamper_score(pixels)
         explanation.append(
             f"Blind tamper score {score:.2f} (0 = untouched, 1 = edited), judged from the image "
-            "alone: a weak signal (F1 0.64 in cross-validation on a synthetic set), not proof."
+            "alone: a weak signal (F1 0.63 in cross-validation on a synthetic set), not proof."
         )
         verdict = Verdict(
             verdict="unknown", explanation=tuple(explanation), blind_tamper_score=score

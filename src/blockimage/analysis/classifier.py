@@ -52,7 +52,7 @@ class Classifier:
                 "tools/imagenet/export_efficientnet_lite.py"
             )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
+        options.intra_op_num_threads = 1  # analyze_image overlaps it with the forensic features
         self._session = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
         )
