@@ -27,12 +27,18 @@ def test_features_have_the_declared_length_and_are_finite(photo):
     assert f.shape == (len(FEATURE_NAMES),) and np.isfinite(f).all()
 
 
-def test_a_cloned_region_raises_the_copy_move_signal(photo):
-    clean = forensic_features(photo)
-    moved = tampered_variant(photo, "copy-move", np.random.default_rng(0), resave=False)
-    cloned = forensic_features(moved.pixels)
+def test_cloned_regions_raise_the_copy_move_signal_on_average(photos):
+    # Per image the signal depends on where the clone lands (a flat destination has no
+    # keypoints); over several photos and placements it must rise clearly.
     i = FEATURE_NAMES.index("clone_cluster")
-    assert cloned[i] > clean[i] + 5
+    originals, clones = [], []
+    for name in ("coffee", "chelsea", "motorcycle"):
+        img = np.asarray(Image.open(photos[name]).convert("RGB"))
+        originals.append(forensic_features(img)[i])
+        for seed in range(4):
+            moved = tampered_variant(img, "copy-move", np.random.default_rng(seed), resave=False)
+            clones.append(forensic_features(moved.pixels)[i])
+    assert np.mean(clones) > 3 * np.mean(originals)
 
 
 def test_score_is_a_probability_and_the_shipped_model_matches_the_features(photo):
