@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from blockimage import watermark
+from blockimage.evaluation import jpeg_roundtrip
 from blockimage.quality import psnr, ssim
 from blockimage.watermark import _payload
 
@@ -34,10 +33,7 @@ def marked(photos):
     return pairs
 
 
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(buf).convert("RGB"))
+jpeg = jpeg_roundtrip
 
 
 def resize(img: np.ndarray, factor: float) -> np.ndarray:

@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from .quality import psnr, ssim
+from .records import Region
 
-__all__ = ["Comparison", "ChangedRegion", "compare", "WORK_SIDE"]
+__all__ = ["Comparison", "compare", "WORK_SIDE"]
 
 WORK_SIDE = 768
 _FLOOR = 1.6  # minimum normalised difference that can count as a change
@@ -40,19 +41,10 @@ _TEXTURE_C = 4.0  # grey levels added to the texture so flat areas are not divid
 
 
 @dataclass(frozen=True)
-class ChangedRegion:
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float
-
-
-@dataclass(frozen=True)
 class Comparison:
     """The result of comparing a suspect with its registered original."""
 
-    regions: tuple[ChangedRegion, ...]  # in suspect pixel coordinates
+    regions: tuple[Region, ...]  # in suspect pixel coordinates
     mask: np.ndarray  # bool, suspect size: changed pixels
     heat: np.ndarray  # float32, suspect size: normalised difference (0 = none)
     psnr: float  # aligned, tone-normalised suspect vs registered
@@ -215,9 +207,7 @@ def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
     # Back to suspect coordinates.
     fx, fy = sw / size[0], sh / size[1]
     regions = tuple(
-        ChangedRegion(
-            round(x * fx), round(y * fy), max(1, round(w * fx)), max(1, round(h * fy)), score
-        )
+        Region(round(x * fx), round(y * fy), max(1, round(w * fx)), max(1, round(h * fy)), score)
         for x, y, w, h, score in regions_work
     )
     mask = cv2.resize(mask_work.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0

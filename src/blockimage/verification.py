@@ -31,7 +31,7 @@ from .fingerprint import (
 from .imaging import InvalidImageError, decode_image, encode_image
 from .index import PdqIndex, PdqMatch
 from .ledger import Ledger, RecordNotFoundError
-from .records import Receipt, Record, Region, Similarity, Tag, Verdict
+from .records import Receipt, Record, Similarity, Tag, Verdict
 from .storage import Storage, StorageError
 
 __all__ = ["Evidence", "Verifier"]
@@ -210,7 +210,7 @@ class Verifier:
             f"After alignment and tone normalisation the suspect is {result.psnr:.1f} dB PSNR, "
             f"SSIM {result.ssim:.3f} from the stored original."
         )
-        regions = tuple(Region(r.x, r.y, r.w, r.h, r.score) for r in result.regions)
+        regions = result.regions
         if regions:
             explanation.append(
                 f"{len(regions)} region(s) differ beyond compression noise, covering "

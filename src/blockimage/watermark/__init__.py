@@ -94,6 +94,16 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ _LUMA
 
 
+def _analyse(rgb: np.ndarray, params: Params) -> _dwtsvd.Domain:
+    return _dwtsvd.analyse(
+        _luma(rgb),
+        canonical=params.canonical,
+        level=params.level,
+        block=params.block,
+        wavelet=params.wavelet,
+    )
+
+
 def _as_rgb(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
@@ -144,13 +154,7 @@ def embed(
         )
     if not key:
         raise ValueError("watermark key must not be empty")
-    dom = _dwtsvd.analyse(
-        _luma(rgb),
-        canonical=params.canonical,
-        level=params.level,
-        block=params.block,
-        wavelet=params.wavelet,
-    )
+    dom = _analyse(rgb, params)
     n = dom.s1.shape[0]
     bit_of_block, dither = _layout(key, n)
     coded = _payload.encode_payload(payload, key)
@@ -179,13 +183,7 @@ def extract_details(
     rgb, _ = _as_rgb(image)
     if min(rgb.shape[:2]) < 64:
         return Extraction(None, 0.0, 0.0, None)
-    dom = _dwtsvd.analyse(
-        _luma(rgb),
-        canonical=params.canonical,
-        level=params.level,
-        block=params.block,
-        wavelet=params.wavelet,
-    )
+    dom = _analyse(rgb, params)
     bit_of_block, dither = _layout(key, dom.s1.shape[0])
     for gain in _gain_ladder(params):
         phase = _dwtsvd.block_phase(dom.s1, params.step * gain, dither)
