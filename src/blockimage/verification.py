@@ -9,7 +9,9 @@ verdict carries the record's history and a fresh inclusion proof.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +120,19 @@ class Verifier:
                     ],
                 )
         marked_by, found = self.marked_record(pixels)
+
+        @cache
+        def suspect_tags() -> tuple[Tag, ...]:  # once per verify, however many candidates
+            return classify(pixels, self._tag_model)
+
         if marked_by is not None:
-            return self._judge(pixels, marked_by, "watermark", found)
+            return self._judge(pixels, marked_by, "watermark", found, suspect_tags)
         pdq, pdq_quality = pdq_hash(pixels)
         rejected: list[PdqMatch] = []
         if pdq_quality >= PDQ_MIN_QUALITY:
             for candidate in self.index.nearest(pdq, max_distance=PDQ_CANDIDATE_DISTANCE)[:3]:
-                judged = self._judge(
-                    pixels, self.ledger.get(candidate.record_id), "pdq", found, pdq=pdq
-                )
+                record = self.ledger.get(candidate.record_id)
+                judged = self._judge(pixels, record, "pdq", found, suspect_tags, pdq=pdq)
                 # Beyond the match threshold PDQ only proposes; the pixels must confirm.
                 confirmed = judged.comparison is not None and judged.comparison.same_picture
                 if candidate.distance <= PDQ_MATCH_THRESHOLD or confirmed:
@@ -159,6 +165,7 @@ class Verifier:
         record: Record,
         matched_by: str,
         mark: watermark.Extraction,
+        suspect_tags: Callable[[], tuple[Tag, ...]],
         *,
         pdq: str | None = None,
     ) -> Evidence:
@@ -195,7 +202,7 @@ class Verifier:
                 self._verdict("benign", matched_by, record, similarity, explanation),
                 pixels,
             )
-        explanation.append(_drift_sentence(record.tags, classify(pixels, self._tag_model)))
+        explanation.append(_drift_sentence(record.tags, suspect_tags()))
         result = compare(pixels, original)
         similarity = Similarity(
             psnr=result.psnr, ssim=result.ssim, pdq_distance=distance, watermark_bits_ok=bits_ok
