@@ -16,6 +16,16 @@ def test_psnr_of_a_known_error():
     assert psnr(a, a) == float("inf")
 
 
+def test_psnr_equals_scikit_image(photos):
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
+    b = np.clip(a.astype(int) + np.random.default_rng(1).integers(-9, 10, a.shape), 0, 255)
+    b = b.astype(np.uint8)
+    assert psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255), rel=1e-9)
+
+
 def test_ssim_is_one_for_identical_and_lower_for_noise():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:64, 0:64]

@@ -8,7 +8,7 @@ the paper recommends). NC compares embedded and extracted watermark bit vectors.
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 __all__ = ["psnr", "ssim", "normalized_correlation"]
 
@@ -23,11 +23,20 @@ def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB over all channels (inf for identical images)."""
+    """Peak signal-to-noise ratio in dB over all channels (inf for identical images).
+
+    The same value as ``skimage.metrics.peak_signal_noise_ratio(..., data_range=255)``, computed
+    exactly in integers row block by row block: scikit-image converts both images to float64,
+    which takes 2.5 s and 1 GB for a 24 MP photo.
+    """
     _check_pair(reference, test)
-    if np.array_equal(reference, test):
+    total = 0
+    for start in range(0, reference.shape[0], 256):
+        diff = (reference[start : start + 256].astype(np.int64) - test[start : start + 256]).ravel()
+        total += int(diff @ diff)
+    if total == 0:
         return float("inf")
-    return float(peak_signal_noise_ratio(reference, test, data_range=255))
+    return float(10 * np.log10(255.0**2 * reference.size / total))
 
 
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..quality import psnr
 from . import _dwtsvd, _payload
 from ._payload import CODED_BITS
 
@@ -134,11 +135,6 @@ def _block_margin(texture: np.ndarray, params: Params) -> np.ndarray:
     return 0.25 * strength
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
 def embed(
     image: np.ndarray, payload: int, key: bytes, *, params: Params = DEFAULT_PARAMS
 ) -> np.ndarray:
@@ -171,7 +167,7 @@ def embed(
         marked = np.clip(np.rint(rgb.astype(np.float32) + delta[:, :, None]), 0, 255).astype(
             np.uint8
         )
-        if _psnr(rgb, marked) >= params.min_psnr:
+        if psnr(rgb, marked) >= params.min_psnr:
             break
     return marked[:, :, 0] if grey and image.ndim == 2 else marked
 
