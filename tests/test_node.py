@@ -318,3 +318,34 @@ def test_register_stores_content_tags_and_verify_reports_drift(node, photo_file,
     assert any(line.startswith("Content tags agree") for line in verdict.explanation)
     unknown = node.verify(photos["rocket"])
     assert unknown.verdict == "unknown" and 0 <= unknown.blind_tamper_score <= 1
+
+
+def test_crops_and_rotations_are_found_by_keypoints_and_judged(node, photo_file):
+    from blockimage.evaluation import tampered_variant
+
+    receipt = node.register(photo_file("coffee"), owner="alice")
+    img = np.asarray(Image.open(receipt.output).convert("RGB"))
+    h, w = img.shape[:2]
+    crop = np.ascontiguousarray(img[int(h * 0.12) :, : w - int(w * 0.08)])  # 12 % top, 8 % right
+    verdict = node.verify(jpeg_bytes(crop, 85))
+    assert (verdict.verdict, verdict.matched_by) == ("benign", "keypoints")
+    assert verdict.record_id == receipt.record.record_id
+    assert "local features" in verdict.explanation[0]
+    edited = tampered_variant(crop, "paint", np.random.default_rng(1), resave=False)
+    assert node.verify(edited.pixels).verdict == "tampered"
+
+
+def test_keypoint_index_is_rebuilt_from_storage_when_rows_are_missing(home, photo_file):
+    import sqlite3
+
+    with Node(home) as first:
+        receipt = first.register(photo_file("chelsea"), owner="alice")
+    db = sqlite3.connect(home / "index.db")
+    db.execute("DELETE FROM keypoints")
+    db.commit()
+    db.close()
+    with Node(home) as second:  # sync recomputes the signature from the stored image
+        img = np.asarray(Image.open(receipt.output).convert("RGB"))
+        h, w = img.shape[:2]
+        verdict = second.verify(np.ascontiguousarray(img[int(h * 0.15) :, int(w * 0.1) :]))
+        assert verdict.record_id == receipt.record.record_id

@@ -82,6 +82,8 @@ _BENIGN: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "saturation1.3": _enhance(ImageEnhance.Color, 1.3),
     "gamma0.8": _gamma(0.8),
     "crop3%+jpeg85": lambda img: jpeg_roundtrip(_crop(0.03)(img), 85),
+    "crop10%+jpeg85": lambda img: jpeg_roundtrip(_crop(0.05)(img), 85),
+    "rotate2": lambda img: np.asarray(Image.fromarray(img).rotate(2, Image.Resampling.BICUBIC)),
 }
 BENIGN_KINDS = tuple(_BENIGN)
 TAMPER_KINDS = ("copy-move", "splice", "removal", "paint", "text")

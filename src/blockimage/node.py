@@ -28,7 +28,8 @@ from .fingerprint import (
     fingerprint,
 )
 from .imaging import DecodedImage, InvalidImageError, decode_image, encode_image
-from .index import PdqIndex
+from .index import KeypointIndex, PdqIndex
+from .keypoints import signature
 from .keys import KeyStore, check_owner_name
 from .ledger import AuditFailure, AuditReport, Ledger, RecordNotFoundError
 from .ledger.log import MerkleLog
@@ -116,6 +117,8 @@ class Node:
         self.ledger: Ledger = self._open_ledger(node_key)
         self.index = PdqIndex(self.home / "index.db")
         self.index.sync(self.ledger)
+        self.keypoints = KeypointIndex(self.home / "index.db")
+        self.keypoints.sync(self.ledger, self._stored_pixels)
         self.tag_model = self._tag_model()
         self.verifier = Verifier(
             self.ledger,
@@ -124,10 +127,11 @@ class Node:
             self.keys.watermark_key(),
             max_pixels=self.settings.max_pixels,
             tag_model=self.tag_model,
+            keypoints=self.keypoints,
         )
 
     def close(self) -> None:
-        for part in (self.index, self.ledger, self.storage):
+        for part in (self.index, self.keypoints, self.ledger, self.storage):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -154,6 +158,17 @@ class Node:
         raise BackendUnavailableError(
             f"ledger backend {self.settings.ledger!r} is not available in this version"
         )
+
+    def _stored_pixels(self, record: Record) -> np.ndarray | None:
+        """The registered image of ``record`` if the store holds it (for derived indexes)."""
+        try:
+            if not self.storage.has(record.cid):
+                return None
+            return decode_image(
+                self.storage.get(record.cid), max_pixels=self.settings.max_pixels
+            ).pixels
+        except (StorageError, InvalidImageError):
+            return None
 
     def _tag_model(self) -> Path:
         if self.settings.backbone == "efficientnet-lite0":
@@ -234,6 +249,7 @@ class Node:
         if staged and output_path:
             os.replace(staged, output_path)
         self.index.sync(self.ledger)
+        self.keypoints.add(log.leaf_index, record_id, signature(registered_pixels))
         return Receipt(
             record=Record.from_leaf(log.leaf),
             log=log,

@@ -31,7 +31,8 @@ from .fingerprint import (
     pixel_sha256,
 )
 from .imaging import InvalidImageError, decode_image, encode_image
-from .index import PdqIndex, PdqMatch
+from .index import KeypointIndex, PdqIndex, PdqMatch
+from .keypoints import signature
 from .ledger import Ledger, RecordNotFoundError
 from .records import Receipt, Record, Similarity, Tag, Verdict
 from .storage import Storage, StorageError
@@ -61,6 +62,7 @@ class Verifier:
         *,
         max_pixels: int,
         tag_model: Path = DEFAULT_MODEL,
+        keypoints: KeypointIndex | None = None,
     ) -> None:
         self.ledger = ledger
         self.storage = storage
@@ -68,6 +70,7 @@ class Verifier:
         self._key = watermark_key
         self._max_pixels = max_pixels
         self._tag_model = tag_model
+        self.keypoints = keypoints
 
     def marked_record(self, pixels: np.ndarray) -> tuple[Record | None, watermark.Extraction]:
         """The record whose id the image's watermark carries, if any."""
@@ -138,6 +141,21 @@ class Verifier:
                 if candidate.distance <= PDQ_MATCH_THRESHOLD or confirmed:
                     return judged
                 rejected.append(candidate)
+        if self.keypoints is not None:
+            tried = {c.record_id for c in rejected}
+            for match in self.keypoints.search(signature(pixels)):
+                if match.record_id in tried:
+                    continue
+                record = self.ledger.get(match.record_id)
+                note = (
+                    f"{match.inliers} local features (ORB keypoints) match the registered "
+                    "image under one similarity transform: a crop, rotation or rescale."
+                )
+                judged = self._judge(
+                    pixels, record, "keypoints", found, suspect_tags, pdq=pdq, note=note
+                )
+                if judged.comparison is not None and judged.comparison.same_picture:
+                    return judged
         explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
         for candidate in rejected:
             explanation.append(
@@ -168,9 +186,10 @@ class Verifier:
         suspect_tags: Callable[[], tuple[Tag, ...]],
         *,
         pdq: str | None = None,
+        note: str | None = None,
     ) -> Evidence:
         """Compare the suspect with the stored original of ``record``: benign or tampered."""
-        explanation = []
+        explanation = [note] if note else []
         if matched_by == "watermark":
             explanation.append(
                 f"The invisible watermark decodes to record {record.record_id} "
