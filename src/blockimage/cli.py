@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .config import ConfigError
+from .files import write_atomic
 from .imaging import InvalidImageError
 from .keys import OWNER_NAME_RE, InvalidOwnerError
 from .ledger import AuditFailure, LedgerError, RecordNotFoundError
@@ -145,13 +146,6 @@ def _errors() -> Iterator[None]:
         sys.exit(130)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -255,7 +249,7 @@ def verify(
         if report is not None:
             from .report import render_report
 
-            _write_atomic(report, render_report(evidence, suspect_name=image.name).encode())
+            write_atomic(report, render_report(evidence, suspect_name=image.name).encode())
             click.echo(f"report written to {report}", err=True)
         if as_json:
             _print_json(verdict.to_dict())
@@ -405,7 +399,7 @@ def get(
     with _node(home) as node:
         data = node.get(cid)
         if output is not None:
-            _write_atomic(output, data)
+            write_atomic(output, data)
         if as_json:
             _print_json({"cid": cid, "size": len(data), "output": str(output) if output else None})
         elif output is None:
@@ -432,7 +426,7 @@ def export(
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
         data = node.export_bundle(record_id)
-        _write_atomic(output, data)
+        write_atomic(output, data)
         if as_json:
             _print_json({"record_id": record_id, "output": str(output), "bytes": len(data)})
         else:

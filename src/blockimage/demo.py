@@ -63,12 +63,6 @@ def sample_photos() -> list[tuple[Path, str]]:
     return photos
 
 
-def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=quality)
-    return out.getvalue()
-
-
 def _half(pixels: np.ndarray) -> bytes:
     img = Image.fromarray(pixels)
     out = io.BytesIO()
@@ -110,7 +104,7 @@ def run_demo(
             edit = tampered_variant(pixels, kind, np.random.default_rng(i), donor=donor)
             variants = {
                 "registered file": (registered.read_bytes(), "authentic"),
-                "JPEG q80 re-encode": (_jpeg(pixels, 80), "benign"),
+                "JPEG q80 re-encode": (_encode(pixels, "JPEG", 80), "benign"),
                 "resized to 50%": (_half(pixels), "benign"),
                 f"{kind} edit": (_encode(edit.pixels, edit.fmt, edit.quality), "tampered"),
             }

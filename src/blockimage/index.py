@@ -62,6 +62,8 @@ class PdqIndex:
 
     def sync(self, ledger: Ledger) -> int:
         """Add the records appended to ``ledger`` since the last sync; return how many."""
+        if self._size >= ledger.size():  # the usual case: nothing to read
+            return 0
         new = list(ledger.records(self._size))
         if not new:
             return 0
@@ -162,6 +164,8 @@ class KeypointIndex:
 
     def sync(self, ledger: Ledger, image_of: Callable[[Record], np.ndarray | None]) -> int:
         """Add signatures for records not indexed yet; ``image_of`` fetches a record's pixels."""
+        if len(self._seen) >= ledger.size():  # every leaf has its signature: nothing to parse
+            return 0
         added = 0
         for index, record in ledger.records():
             if index in self._seen:

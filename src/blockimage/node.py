@@ -8,7 +8,6 @@ DESIGN.md. All disk and network I/O of the product happens here or in the backen
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from .analysis import ModelNotFoundError
 from .analysis.classifier import DEFAULT_MODEL, classify
 from .bundle import make_bundle
 from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
+from .files import stage_file, write_atomic
 from .fingerprint import (
     PDQ_MIN_QUALITY,
     Fingerprint,
@@ -106,7 +106,7 @@ class Node:
         created = not (self.home / "config.toml").exists()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if created:
-            _write_atomic(self.home / "config.toml", DEFAULT_CONFIG.encode())
+            write_atomic(self.home / "config.toml", DEFAULT_CONFIG.encode())
         self.settings: Settings = load_settings(self.home)
         self.keys = KeyStore(self.home / "keys")
         node_key = self.keys.node_key()
@@ -217,7 +217,7 @@ class Node:
         fp = fingerprint(registered_bytes, registered_pixels)
 
         output_path = self._output_path(item, marked.image.format, out)
-        staged = _stage(output_path, registered_bytes) if output_path else None
+        staged = stage_file(output_path, registered_bytes) if output_path else None
         try:
             # 4. store
             cid = self.storage.put(registered_bytes)
@@ -430,18 +430,3 @@ def _as_rgb(array: np.ndarray) -> np.ndarray:
 
 def _now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _stage(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` (fsync'd); the caller renames it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return Path(tmp)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    os.replace(_stage(path, data), path)

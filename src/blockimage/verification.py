@@ -3,9 +3,10 @@
 Evidence is taken cheapest first: the file's SHA-256 and the pixels' SHA-256 (exact: authentic),
 then the keyed watermark (it names the record), then PDQ (a match within 31 bits, or a candidate
 within 90 bits that the pixels must confirm), then local features (ORB keypoints confirmed by a
-RANSAC similarity transform: crops and rotations, again confirmed by the pixels). A found record's stored original is fetched and
-compared (:mod:`blockimage.compare`): benign, or tampered with the changed regions. Every
-verdict carries the record's history and a fresh inclusion proof.
+RANSAC similarity transform: crops and rotations, again confirmed by the pixels). A found
+record's stored original is fetched and compared (:mod:`blockimage.compare`): benign, or
+tampered with the changed regions. Every verdict carries the record's history and a fresh
+inclusion proof.
 """
 
 from __future__ import annotations
