@@ -222,7 +222,7 @@ def _print_receipt(r: Receipt) -> None:
         click.echo("  tags       " + ", ".join(f"{t.label} {t.score:.2f}" for t in rec.tags))
     if rec.parent:
         click.echo(f"  parent     {rec.parent}")
-    click.echo(f"  log        leaf {r.log.leaf_index} of {r.log.tree_size}, root {r.log.root_hash}")
+    click.echo(f"  ledger     {r.log.summary()}")
     if r.output:
         click.echo(f"  output     {r.output}")
 

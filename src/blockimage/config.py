@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,17 @@ __all__ = ["Settings", "ConfigError", "resolve_home", "load_settings", "DEFAULT_
 STORAGE_BACKENDS = ("local", "kubo")
 LEDGER_BACKENDS = ("merkle", "fabric")
 BACKBONES = ("efficientnet-lite0", "resnet50")
+FABRIC_SETTINGS = (
+    "gateway",
+    "msp_id",
+    "cert",
+    "key",
+    "tls_ca",
+    "channel",
+    "chaincode",
+    "tls_server_name",
+)
+FABRIC_REQUIRED = ("gateway", "msp_id", "cert", "key", "tls_ca")
 
 DEFAULT_CONFIG = f"""\
 # BlockImage node configuration. Environment variables BLOCKIMAGE_* override these.
@@ -34,6 +45,16 @@ kubo_api = "http://127.0.0.1:5001"   # used when backend = "kubo"
 
 [ledger]
 backend = "merkle"                   # "merkle" (embedded log) or "fabric"
+
+# [fabric]                           # used when backend = "fabric"; BLOCKIMAGE_FABRIC_* override,
+# gateway = "127.0.0.1:7051"         # and a fabric.env in the home (as printed by
+# msp_id = "Org1MSP"                 # scripts/fabric-network.sh up) fills what is not set here
+# cert = "/path/to/signcerts/cert.pem"
+# key = "/path/to/keystore/priv_sk"
+# tls_ca = "/path/to/peer/tls/ca.crt"
+# channel = "blockimage"
+# chaincode = "blockimage"
+# tls_server_name = ""               # if the peer's TLS certificate names another host
 
 [analysis]
 backbone = "efficientnet-lite0"       # or "resnet50" (`blockimage models import resnet50 W.pth`)
@@ -57,6 +78,7 @@ class Settings:
     backbone: str = "efficientnet-lite0"
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = 256 * 1024 * 1024
+    fabric: dict[str, str] = field(default_factory=dict)  # FABRIC_SETTINGS -> value
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -70,6 +92,8 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 
 def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    fabric: dict[str, str] = {"channel": "blockimage", "chaincode": "blockimage"}
+    fabric.update(_fabric_env_file(home / "fabric.env"))
     settings = Settings(home=home)
     path = home / "config.toml"
     if path.exists():
@@ -80,6 +104,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         storage, ledger, limits, analysis = (
             doc.get(k, {}) for k in ("storage", "ledger", "limits", "analysis")
         )
+        fabric.update({k: str(v) for k, v in doc.get("fabric", {}).items() if k in FABRIC_SETTINGS})
         settings = replace(
             settings,
             storage=storage.get("backend", settings.storage),
@@ -100,8 +125,26 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
     ):
         if env.get(var):
             overrides[name] = env[var]
-    settings = replace(settings, **overrides)
+    for name in FABRIC_SETTINGS:
+        if env.get(f"BLOCKIMAGE_FABRIC_{name.upper()}"):
+            fabric[name] = env[f"BLOCKIMAGE_FABRIC_{name.upper()}"]
+    settings = replace(settings, **overrides, fabric=fabric)
     return _checked(settings)
+
+
+def _fabric_env_file(path: Path) -> dict[str, str]:
+    """BLOCKIMAGE_FABRIC_* lines of a file as printed by ``scripts/fabric-network.sh up``."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        name, sep, value = line.partition("=")
+        if sep and name.startswith("BLOCKIMAGE_FABRIC_"):
+            key = name.removeprefix("BLOCKIMAGE_FABRIC_").lower()
+            if key in FABRIC_SETTINGS:
+                values[key] = value.strip().strip("'\"")
+    return values
 
 
 def _checked(s: Settings) -> Settings:
@@ -109,6 +152,15 @@ def _checked(s: Settings) -> Settings:
         raise ConfigError(f"storage backend {s.storage!r} is not one of {STORAGE_BACKENDS}")
     if s.ledger not in LEDGER_BACKENDS:
         raise ConfigError(f"ledger backend {s.ledger!r} is not one of {LEDGER_BACKENDS}")
+    if s.ledger == "fabric":
+        missing = [n for n in FABRIC_REQUIRED if not s.fabric.get(n)]
+        if missing:
+            raise ConfigError(
+                "ledger backend 'fabric' needs "
+                + ", ".join(f"BLOCKIMAGE_FABRIC_{n.upper()}" for n in missing)
+                + " (or [fabric] in config.toml, or a fabric.env in the home: "
+                "see scripts/fabric-network.sh)"
+            )
     if s.backbone not in BACKBONES:
         raise ConfigError(f"analysis backbone {s.backbone!r} is not one of {BACKBONES}")
     try:

@@ -82,6 +82,13 @@ class PdqIndex:
         self._size = new[-1][0] + 1
         return len(new)
 
+    def position(self, record_id: str) -> int | None:
+        """The log position of ``record_id`` if the index has it (newest records first)."""
+        for i in range(len(self._ids) - 1, -1, -1):
+            if self._ids[i] == record_id:
+                return self._size - len(self._ids) + i
+        return None
+
     def nearest(
         self,
         pdq_hex: str,

@@ -35,6 +35,7 @@ from .ledger import AuditFailure, AuditReport, Ledger, RecordNotFoundError
 from .ledger.log import MerkleLog
 from .quality import normalized_correlation, psnr, ssim
 from .records import (
+    LogProof,
     Receipt,
     Record,
     Verdict,
@@ -155,6 +156,27 @@ class Node:
     def _open_ledger(self, node_key: Ed25519PrivateKey) -> Ledger:
         if self.settings.ledger == "merkle":
             return MerkleLog(self.home / "ledger.db", node_key, origin=self.ledger_origin)
+        if self.settings.ledger == "fabric":
+            try:
+                from .ledger.fabric import FabricLedger, FabricSettings
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    f"the Fabric ledger needs its client libraries ({exc.name}): "
+                    "pip install 'blockimage[fabric]'"
+                ) from None
+            f = self.settings.fabric
+            return FabricLedger(
+                FabricSettings(
+                    gateway=f["gateway"],
+                    msp_id=f["msp_id"],
+                    cert=f["cert"],
+                    key=f["key"],
+                    tls_ca=f["tls_ca"],
+                    channel=f.get("channel", "blockimage"),
+                    chaincode=f.get("chaincode", "blockimage"),
+                    tls_server_name=f.get("tls_server_name") or None,
+                )
+            )
         raise BackendUnavailableError(
             f"ledger backend {self.settings.ledger!r} is not available in this version"
         )
@@ -249,7 +271,10 @@ class Node:
         if staged and output_path:
             os.replace(staged, output_path)
         self.index.sync(self.ledger)
-        self.keypoints.add(log.leaf_index, record_id, signature(registered_pixels))
+        # On Fabric the log position is the commit order, which the PDQ index has just read.
+        position = log.leaf_index if isinstance(log, LogProof) else self.index.position(record_id)
+        if position is not None:
+            self.keypoints.add(position, record_id, signature(registered_pixels))
         return Receipt(
             record=Record.from_leaf(log.leaf),
             log=log,
@@ -348,8 +373,15 @@ class Node:
     def export_bundle(self, record_id: str) -> bytes:
         """A CAR evidence bundle for ``record_id`` (see :mod:`blockimage.bundle`)."""
         record = self.ledger.get(record_id)
+        proof = self.ledger.proof(record_id)
+        if not isinstance(proof, LogProof):
+            raise BackendUnavailableError(
+                "evidence bundles carry a Merkle log proof and need the embedded ledger; on "
+                "Fabric, the receipt's ledger proof (channel, transaction id, block number) is "
+                "the evidence, to check on the channel"
+            )
         return make_bundle(
-            self.ledger.proof(record_id),
+            proof,
             self.storage.export_car(record.cid),
             origin=self.ledger_origin,
             log_public_key=bytes.fromhex(self.node_public_key),

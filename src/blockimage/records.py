@@ -27,6 +27,8 @@ __all__ = [
     "WatermarkMetrics",
     "Record",
     "LogProof",
+    "FabricProof",
+    "proof_from_dict",
     "Receipt",
     "Similarity",
     "Region",
@@ -219,13 +221,78 @@ class LogProof:
             checkpoint=str(d["checkpoint"]),
         )
 
+    def summary(self) -> str:
+        return f"leaf {self.leaf_index} of {self.tree_size}, root {self.root_hash}"
+
+
+@dataclass(frozen=True)
+class FabricProof:
+    """Where a record sits on a Hyperledger Fabric channel: the transaction that wrote it.
+
+    Anyone with read access to the channel can check it with the peer CLI or any Fabric SDK:
+    fetch block ``block_number`` (e.g. qscc ``GetBlockByTxID``), find transaction ``tx_id`` in it,
+    check that the block's validation flags mark it VALID and that it wrote exactly ``leaf``
+    under the record's key in namespace ``chaincode``; then check the owner's Ed25519 signature
+    inside ``leaf`` (:func:`verify_record_signature`). ``block_data_hash`` is the block header's
+    data hash, to compare with a block fetched from another peer.
+    """
+
+    channel: str
+    chaincode: str
+    tx_id: str
+    block_number: int
+    validation_code: str
+    leaf: bytes
+    msp_id: str
+    block_data_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ledger": "fabric",
+            "channel": self.channel,
+            "chaincode": self.chaincode,
+            "tx_id": self.tx_id,
+            "block_number": self.block_number,
+            "validation_code": self.validation_code,
+            "leaf": base64.b64encode(self.leaf).decode("ascii"),
+            "msp_id": self.msp_id,
+            "block_data_hash": self.block_data_hash,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FabricProof:
+        return cls(
+            channel=str(d["channel"]),
+            chaincode=str(d["chaincode"]),
+            tx_id=str(d["tx_id"]),
+            block_number=int(d["block_number"]),
+            validation_code=str(d["validation_code"]),
+            leaf=base64.b64decode(d["leaf"]),
+            msp_id=str(d["msp_id"]),
+            block_data_hash=str(d["block_data_hash"]),
+        )
+
+    def summary(self) -> str:
+        return (
+            f"Fabric channel {self.channel}, block {self.block_number}, "
+            f"transaction {self.tx_id} ({self.validation_code})"
+        )
+
+
+def proof_from_dict(d: dict[str, Any]) -> LogProof | FabricProof:
+    """The ``log`` object of a receipt: a Merkle log proof, or Fabric transaction evidence."""
+    return FabricProof.from_dict(d) if d.get("ledger") == "fabric" else LogProof.from_dict(d)
+
 
 @dataclass(frozen=True)
 class Receipt:
-    """What ``register`` returns: the signed record, its log proof and the file written."""
+    """What ``register`` returns: the signed record, its ledger proof and the file written.
+
+    ``log`` is a :class:`LogProof` on the embedded Merkle log, a :class:`FabricProof` on Fabric.
+    """
 
     record: Record
-    log: LogProof
+    log: LogProof | FabricProof
     output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,7 +305,7 @@ class Receipt:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Receipt:
         rest = {k: v for k, v in d.items() if k not in ("log", "output")}
-        return cls(Record.from_dict(rest), LogProof.from_dict(d["log"]), d.get("output"))
+        return cls(Record.from_dict(rest), proof_from_dict(d["log"]), d.get("output"))
 
 
 @dataclass(frozen=True)

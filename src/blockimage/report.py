@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .records import Record, Verdict
+from .records import FabricProof, LogProof, Record, Verdict
 from .verification import Evidence
 
 __all__ = ["render_report"]
@@ -132,16 +132,7 @@ def render_report(evidence: Evidence, *, suspect_name: str = "suspect image") ->
         record_html = "<h2>Registered record</h2>" + _record_table(v.record.record)
         log = v.record.log
         proof_html = (
-            "<h2>Ledger proof</h2><p>The record is leaf "
-            f"{log.leaf_index} of a Merkle log of {log.tree_size} leaves (RFC 9162). Anyone can "
-            "recompute the root from SHA-256(0x00 || leaf) and the inclusion path, and check "
-            "the checkpoint's Ed25519 signature by the node key.</p>"
-            + "<table>"
-            + _row("Root hash", log.root_hash, mono=True)
-            + _row("Inclusion path", " ".join(log.inclusion_path) or "(single leaf)", mono=True)
-            + "</table><pre>"
-            + html.escape(log.checkpoint)
-            + "</pre>"
+            _fabric_proof_html(log) if isinstance(log, FabricProof) else _log_proof_html(log)
         )
     if v.history:
         history_html = (
@@ -180,3 +171,35 @@ code, pre {{ font-size: .8em; word-break: break-all; white-space: pre-wrap; }}
 {regions}{record_html}{proof_html}{history_html}
 </body></html>
 """
+
+
+def _log_proof_html(log: LogProof) -> str:
+    return (
+        "<h2>Ledger proof</h2><p>The record is leaf "
+        f"{log.leaf_index} of a Merkle log of {log.tree_size} leaves (RFC 9162). Anyone can "
+        "recompute the root from SHA-256(0x00 || leaf) and the inclusion path, and check "
+        "the checkpoint's Ed25519 signature by the node key.</p>"
+        + "<table>"
+        + _row("Root hash", log.root_hash, mono=True)
+        + _row("Inclusion path", " ".join(log.inclusion_path) or "(single leaf)", mono=True)
+        + "</table><pre>"
+        + html.escape(log.checkpoint)
+        + "</pre>"
+    )
+
+
+def _fabric_proof_html(proof: FabricProof) -> str:
+    return (
+        "<h2>Ledger proof</h2><p>The record was written on Hyperledger Fabric by the transaction "
+        "below. Anyone with read access to the channel can fetch the block, check that the "
+        "transaction is marked VALID and wrote these record bytes, and check the owner's "
+        "signature inside them.</p><table>"
+        + _row("Channel", proof.channel)
+        + _row("Chaincode", proof.chaincode)
+        + _row("Transaction", proof.tx_id, mono=True)
+        + _row("Block", str(proof.block_number))
+        + _row("Block data hash", proof.block_data_hash, mono=True)
+        + _row("Validation", proof.validation_code)
+        + _row("Submitted by", proof.msp_id)
+        + "</table>"
+    )

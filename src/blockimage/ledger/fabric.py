@@ -1,0 +1,236 @@
+"""The ledger on Hyperledger Fabric: the ``blockimage`` chaincode (``chaincode/``) over the Gateway.
+
+The chaincode validates every record before it is written (canonical JSON, required fields,
+the owner's Ed25519 signature, no duplicate id or content hash, ``created_at`` equal to the
+transaction's timestamp and close to the peer's clock). This class adds what the Ledger
+Protocol needs on top:
+
+* log order is commit order: ListRecords reads the key history of a key that every
+  registration writes blindly, so concurrent registrations never conflict on it;
+* receipts carry :class:`~blockimage.records.FabricProof`: channel, transaction id, block number,
+  validation code, and the exact record bytes written, which :meth:`FabricLedger.proof` checks
+  against the block fetched from the peer's ledger (qscc);
+* MVCC / phantom-read conflicts are retried with a fresh proposal;
+* the chaincode's refusal becomes :class:`DuplicateRecordError` / :class:`RecordNotFoundError` /
+  :class:`LedgerError` with the chaincode's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..records import (
+    FabricProof,
+    InvalidRecordSignatureError,
+    Record,
+    RecordFormatError,
+    canonical_json,
+    verify_record_signature,
+)
+from . import AuditFailure, AuditReport, DuplicateRecordError, LedgerError, RecordNotFoundError
+from .gateway import CommitError, EndorsementError, Gateway, GatewayError, find_transaction
+
+__all__ = ["FabricLedger", "FabricSettings"]
+
+PAGE = 500
+MAX_ATTEMPTS = 6
+
+
+class FabricSettings:
+    """Where the gateway peer is and who we are on the channel."""
+
+    FIELDS = ("gateway", "msp_id", "cert", "key", "tls_ca", "channel", "chaincode")
+
+    def __init__(
+        self,
+        gateway: str,
+        msp_id: str,
+        cert: str | Path,
+        key: str | Path,
+        tls_ca: str | Path,
+        channel: str = "blockimage",
+        chaincode: str = "blockimage",
+        tls_server_name: str | None = None,
+    ) -> None:
+        self.gateway, self.msp_id = gateway, msp_id
+        self.cert, self.key, self.tls_ca = Path(cert), Path(key), Path(tls_ca)
+        self.channel, self.chaincode, self.tls_server_name = channel, chaincode, tls_server_name
+
+
+def _record_key(record_id: str) -> str:
+    # The chaincode's composite key for a record: \x00 + object type + \x00 + id + \x00.
+    return f"\x00record\x00{record_id}\x00"
+
+
+class FabricLedger:
+    def __init__(self, settings: FabricSettings) -> None:
+        self.settings = settings
+        self._gateway = Gateway(
+            settings.gateway,
+            msp_id=settings.msp_id,
+            cert=settings.cert,
+            key=settings.key,
+            tls_ca=settings.tls_ca,
+            channel=settings.channel,
+            chaincode=settings.chaincode,
+            tls_server_name=settings.tls_server_name,
+        )
+        self._records: dict[str, Record] = {}  # records are immutable once committed
+
+    def close(self) -> None:
+        self._gateway.close()
+
+    # -- calls ------------------------------------------------------------------------------------
+    def _evaluate(self, function: str, *args: str) -> bytes:
+        try:
+            return self._gateway.evaluate(function, *args)
+        except EndorsementError as exc:
+            if exc.message.endswith("not found"):
+                raise RecordNotFoundError(exc.message) from None
+            raise LedgerError(
+                f"chaincode {self.settings.chaincode} refused {function}: {exc}"
+            ) from None
+
+    def _record(self, leaf: bytes) -> Record:
+        record = Record.from_leaf(leaf)
+        self._records.setdefault(record.record_id, record)
+        return record
+
+    def _records_json(self, data: bytes) -> list[Record]:
+        # The chaincode returns records embedded in a JSON array (Go may escape <, >, & there):
+        # re-encoding canonically restores the exact leaf bytes.
+        return [self._record(canonical_json(r)) for r in json.loads(data)]
+
+    # -- the Ledger Protocol ----------------------------------------------------------------------
+    def append(self, record: Record) -> FabricProof:
+        record.check_form()
+        verify_record_signature(record)
+        leaf = record.leaf_bytes()
+        when = datetime.strptime(record.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=timezone.utc
+        )
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                committed = self._gateway.submit("RegisterRecord", leaf, when=when)
+                break
+            except EndorsementError as exc:
+                if "already exists" in exc.message:
+                    raise DuplicateRecordError(exc.message) from None
+                raise LedgerError(f"the chaincode refused the record: {exc.message}") from None
+            except CommitError as exc:
+                if not exc.conflict or attempt == MAX_ATTEMPTS:
+                    raise LedgerError(str(exc)) from None
+                time.sleep(random.uniform(0.05, 0.2) * attempt)  # a concurrent write won; retry
+        self._records[record.record_id] = record
+        block = self._gateway.block_by_tx_id(committed.tx_id)
+        found = find_transaction(block, committed.tx_id, self.settings.chaincode)
+        return self._proof(
+            found.tx_id, found.block_number, found.validation_code, leaf, found.block_data_hash
+        )
+
+    def _proof(self, tx_id: str, block: int, code: str, leaf: bytes, data_hash: str) -> FabricProof:
+        return FabricProof(
+            channel=self.settings.channel,
+            chaincode=self.settings.chaincode,
+            tx_id=tx_id,
+            block_number=block,
+            validation_code=code,
+            leaf=leaf,
+            msp_id=self.settings.msp_id,
+            block_data_hash=data_hash,
+        )
+
+    def get(self, record_id: str) -> Record:
+        if record_id in self._records:
+            return self._records[record_id]
+        return self._record(self._evaluate("GetRecord", record_id))
+
+    def proof(self, record_id: str) -> FabricProof:
+        """The transaction that wrote the record, checked against the block on the peer."""
+        leaf = self._evaluate("GetRecord", record_id)
+        history = json.loads(self._evaluate("GetHistory", record_id))
+        if not history["writes"]:
+            raise LedgerError(f"record {record_id} has no write in its key history")
+        tx_id = history["writes"][0]["tx_id"]
+        found = find_transaction(
+            self._gateway.block_by_tx_id(tx_id), tx_id, self.settings.chaincode
+        )
+        written = found.writes.get(_record_key(record_id))
+        if found.validation_code != "VALID" or written != leaf:
+            raise AuditFailure(
+                f"record {record_id}: transaction {tx_id} in block {found.block_number} is "
+                f"{found.validation_code} and "
+                + ("wrote these record bytes" if written == leaf else "did not write these bytes")
+            )
+        return self._proof(
+            tx_id, found.block_number, found.validation_code, leaf, found.block_data_hash
+        )
+
+    def find_by_sha256(self, digest: str) -> list[Record]:
+        return self._records_json(self._evaluate("QueryBySha256", digest))
+
+    def by_owner(self, owner: str) -> list[Record]:
+        return self._records_json(self._evaluate("QueryByOwner", owner))
+
+    def events(self, record_id: str) -> list[dict]:
+        """Events about the record (derivations, transfers, notes), as the chaincode keeps them."""
+        return list(json.loads(self._evaluate("GetHistory", record_id))["events"])
+
+    def history(self, record_id: str) -> list[Record]:
+        family = [self.get(record_id)]
+        queue = [record_id]
+        while queue:
+            for event in self.events(queue.pop(0)):
+                if event.get("kind") == "derivation":
+                    family.append(self.get(event["child"]))
+                    queue.append(event["child"])
+        # created_at is the transaction's time (the chaincode enforces it): commit-time order.
+        return [family[0]] + sorted(family[1:], key=lambda r: (r.created_at, r.record_id))
+
+    def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
+        while True:
+            page = json.loads(self._evaluate("ListRecords", str(start), str(PAGE)))
+            for entry in page["entries"]:
+                yield entry["index"], self._record(canonical_json(entry["record"]))
+            start += len(page["entries"])
+            if not page["entries"] or start >= page["size"]:
+                return
+
+    def size(self) -> int:
+        return int(json.loads(self._evaluate("ListRecords", "0", "0"))["size"])
+
+    def audit(self) -> AuditReport:
+        """Re-check every record: its form and signature, uniqueness, and that the transaction
+        that wrote it is VALID in its block and wrote exactly these bytes."""
+        ids: set[str] = set()
+        content: dict[str, str] = {}
+        count = 0
+        for index, record in self.records():
+            try:
+                record.check_form()
+                verify_record_signature(record)
+            except (RecordFormatError, InvalidRecordSignatureError) as exc:
+                raise AuditFailure(f"entry {index} (record {record.record_id}): {exc}") from None
+            if record.record_id in ids:
+                raise AuditFailure(f"entry {index}: record {record.record_id} appears twice")
+            ids.add(record.record_id)
+            for digest in {record.sha256_file, record.sha256_pixels}:
+                if content.setdefault(digest, record.record_id) != record.record_id:
+                    raise AuditFailure(
+                        f"entry {index} (record {record.record_id}): content {digest} is also "
+                        f"record {content[digest]}"
+                    )
+            try:
+                self.proof(record.record_id)
+            except GatewayError as exc:
+                raise AuditFailure(f"entry {index} (record {record.record_id}): {exc}") from None
+            count += 1
+        height, head = self._gateway.chain_info()
+        return AuditReport(
+            tree_size=count, root_hash=head, checkpoints_checked=0, records_checked=count
+        )
