@@ -123,3 +123,57 @@ def kubo_daemons(tmp_path_factory):
 @pytest.fixture(scope="session")
 def kubo(kubo_daemons) -> KuboDaemon:
     return kubo_daemons()
+
+
+class FabricNetwork:
+    """A Fabric network started with scripts/fabric-network.sh (native, loopback, ccaas)."""
+
+    def __init__(self, directory: Path) -> None:
+        import subprocess
+
+        self.directory = directory
+        out = subprocess.run(
+            [str(ROOT / "scripts/fabric-network.sh"), "up", str(directory)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        self.env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+        self.bin = self.env.pop("PATH").split(":")[0]  # where `peer` is
+
+    def settings(self):
+        from blockimage.ledger.fabric import FabricSettings
+
+        e = self.env
+        return FabricSettings(
+            gateway=e["BLOCKIMAGE_FABRIC_GATEWAY"],
+            msp_id=e["BLOCKIMAGE_FABRIC_MSP_ID"],
+            cert=e["BLOCKIMAGE_FABRIC_CERT"],
+            key=e["BLOCKIMAGE_FABRIC_KEY"],
+            tls_ca=e["BLOCKIMAGE_FABRIC_TLS_CA"],
+            channel=e["BLOCKIMAGE_FABRIC_CHANNEL"],
+            chaincode=e["BLOCKIMAGE_FABRIC_CHAINCODE"],
+        )
+
+    def node_env(self) -> dict[str, str]:
+        """Environment variables that point a node at this network."""
+        env = {k: v for k, v in self.env.items() if k.startswith("BLOCKIMAGE_FABRIC_")}
+        env["BLOCKIMAGE_LEDGER"] = "fabric"
+        return env
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run(
+            [str(ROOT / "scripts/fabric-network.sh"), "down", str(self.directory)],
+            check=True,
+            capture_output=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def fabric(tmp_path_factory):
+    """One Fabric network for the session (binaries built by the script if missing)."""
+    network = FabricNetwork(tmp_path_factory.mktemp("fabric"))
+    yield network
+    network.stop()

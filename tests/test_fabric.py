@@ -1,0 +1,327 @@
+"""Fabric for real: the chaincode's own validation, concurrency, events, errors, the peer CLI,
+and a node registering and verifying images on a Fabric ledger (scripts/fabric-network.sh)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tarfile
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
+from tests.conftest import ROOT, jpeg_bytes
+from tests.test_ledger_contract import OWNER, fresh
+
+from blockimage import Node
+from blockimage.cli import cli
+from blockimage.ledger import AuditFailure, DuplicateRecordError
+from blockimage.ledger.fabric import FabricLedger
+from blockimage.ledger.gateway import EndorsementError, Gateway, GatewayUnavailableError
+from blockimage.records import FabricProof, canonical_json, sign_record
+
+
+@pytest.fixture
+def ledger(fabric):
+    lg = FabricLedger(fabric.settings())
+    yield lg
+    lg.close()
+
+
+@pytest.fixture
+def gateway(fabric):
+    s = fabric.settings()
+    gw = Gateway(
+        s.gateway,
+        msp_id=s.msp_id,
+        cert=s.cert,
+        key=s.key,
+        tls_ca=s.tls_ca,
+        channel=s.channel,
+        chaincode=s.chaincode,
+    )
+    yield gw
+    gw.close()
+
+
+def submit_raw(gateway: Gateway, leaf: bytes, when: str | None = None):
+    stamp = (
+        datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) if when else None
+    )
+    return gateway.submit("RegisterRecord", leaf, when=stamp)
+
+
+# -- validation in the contract (bypassing the client's own checks) --------------------------------
+def test_the_chaincode_accepts_a_valid_record_sent_raw(gateway):
+    record = fresh()
+    committed = submit_raw(gateway, record.leaf_bytes(), record.created_at)
+    assert json.loads(committed.result)["record_id"] == record.record_id
+    assert gateway.evaluate("GetRecord", record.record_id) == record.leaf_bytes()
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda r: replace(r, owner="mallory").leaf_bytes(), "signature does not verify"),
+        (lambda r: json.dumps(r.to_dict(), sort_keys=True).encode(), "not in canonical form"),
+        (lambda r: canonical_json({k: v for k, v in r.to_dict().items() if k != "cid"}), '"cid"'),
+        (
+            lambda r: sign_record(replace(r, pdq_quality=101, signature=""), OWNER).leaf_bytes(),
+            "pdq_quality",
+        ),
+        (
+            lambda r: sign_record(
+                replace(r, parent="00000000deadbeef", signature=""), OWNER
+            ).leaf_bytes(),
+            "parent record 00000000deadbeef does not exist",
+        ),
+        (lambda r: b"[1, 2]", "not an object"),
+    ],
+    ids=[
+        "forged-signature",
+        "not-canonical",
+        "missing-field",
+        "bad-range",
+        "no-parent",
+        "not-object",
+    ],
+)
+def test_the_chaincode_refuses_invalid_records(gateway, breakage, message):
+    record = fresh()
+    with pytest.raises(EndorsementError, match=message):
+        submit_raw(gateway, breakage(record), record.created_at)
+
+
+def test_the_chaincode_takes_the_time_from_the_transaction(gateway):
+    record = fresh()
+    # created_at must equal the transaction's timestamp ...
+    other = (datetime.now(timezone.utc) - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(EndorsementError, match="is not the transaction's time"):
+        submit_raw(gateway, record.leaf_bytes(), other)
+    # ... and the transaction's timestamp must be close to the peer's clock.
+    old = fresh(created_at="2020-01-01T00:00:00Z")
+    with pytest.raises(EndorsementError, match="away from the peer's clock"):
+        submit_raw(gateway, old.leaf_bytes(), old.created_at)
+
+
+def test_the_chaincode_refuses_content_already_registered_under_another_id(ledger):
+    first = fresh()
+    ledger.append(first)
+    copy = fresh(sha256_pixels=first.sha256_pixels)
+    with pytest.raises(Exception, match=f"already registered as record {first.record_id}"):
+        ledger.append(copy)
+
+
+# -- concurrency --------------------------------------------------------------------------------
+def test_concurrent_registrations_all_commit_in_one_log(fabric):
+    ledgers = [FabricLedger(fabric.settings()) for _ in range(6)]
+    before = ledgers[0].size()
+    records = [[fresh() for _ in range(4)] for _ in ledgers]
+    errors: list[BaseException] = []
+
+    def work(lg, batch):
+        try:
+            for r in batch:
+                lg.append(r)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=p) for p in zip(ledgers, records, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    listed = list(ledgers[0].records(before))
+    assert [i for i, _ in listed] == list(range(before, before + 24))
+    assert {r.record_id for _, r in listed} == {r.record_id for b in records for r in b}
+    for lg in ledgers:
+        lg.close()
+
+
+def test_the_same_record_submitted_twice_at_once_commits_once(fabric):
+    record = fresh()
+    ledgers = [FabricLedger(fabric.settings()) for _ in range(2)]
+    outcomes: list[object] = []
+
+    def work(lg):
+        try:
+            outcomes.append(lg.append(record))
+        except DuplicateRecordError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work, args=(lg,)) for lg in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateRecordError", "FabricProof"]
+    assert [r.record_id for r in ledgers[0].find_by_sha256(record.sha256_file)] == [
+        record.record_id
+    ]
+    for lg in ledgers:
+        lg.close()
+
+
+# -- events: transfers and notes, signed by the current owner ------------------------------------
+def signed_event(key: Ed25519PrivateKey, **fields) -> bytes:
+    event = {"signer_key": key.public_key().public_bytes_raw().hex(), **fields}
+    event["signature"] = key.sign(canonical_json(event)).hex()
+    return canonical_json(event)
+
+
+def test_transfers_need_the_current_owner_signature(ledger, gateway):
+    record = fresh()
+    ledger.append(record)
+    bob, carol = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    to_bob = {
+        "record_id": record.record_id,
+        "kind": "transfer",
+        "to": "bob",
+        "to_key": bob.public_key().public_bytes_raw().hex(),
+    }
+    with pytest.raises(EndorsementError, match="not signed by its current owner"):
+        gateway.submit("AddEvent", signed_event(bob, **to_bob))
+    gateway.submit("AddEvent", signed_event(OWNER, **to_bob))
+    note = {"record_id": record.record_id, "kind": "note", "note": "sold at auction"}
+    with pytest.raises(EndorsementError, match="not signed by its current owner"):
+        gateway.submit("AddEvent", signed_event(OWNER, **note))  # no longer the owner
+    gateway.submit("AddEvent", signed_event(bob, **note))
+    with pytest.raises(EndorsementError, match="not signed by its current owner"):
+        gateway.submit("AddEvent", signed_event(carol, **note))
+    events = ledger.events(record.record_id)
+    assert sorted(e["kind"] for e in events) == ["note", "transfer"]
+    assert all(e["tx_id"] and e["at"] for e in events)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+def test_a_network_that_is_down_gives_a_clear_error_quickly(fabric):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = fabric.settings()
+    settings.gateway = f"127.0.0.1:{port}"
+    lg = FabricLedger(settings)
+    with pytest.raises(GatewayUnavailableError, match=f"127.0.0.1:{port}"):
+        lg.size()
+    lg.close()
+
+
+def test_missing_identity_files_are_named(fabric, tmp_path):
+    settings = fabric.settings()
+    settings.key = tmp_path / "nope.pem"
+    with pytest.raises(Exception, match="nope.pem"):
+        FabricLedger(settings)
+
+
+def test_a_receipt_that_does_not_match_the_block_fails_the_check(ledger, monkeypatch):
+    record = fresh()
+    ledger.append(record)
+    real = ledger._evaluate
+
+    def forged(function, *args):
+        data = real(function, *args)
+        return (
+            data.replace(b'"owner":"alice"', b'"owner":"mallo"')
+            if function == "GetRecord"
+            else data
+        )
+
+    monkeypatch.setattr(ledger, "_evaluate", forged)
+    with pytest.raises(AuditFailure, match="did not write these bytes"):
+        ledger.proof(record.record_id)
+
+
+# -- the peer CLI and the package -----------------------------------------------------------------
+def test_peer_cli_prints_the_record(fabric, ledger):
+    record = fresh()
+    ledger.append(record)
+    env = {**os.environ, **fabric.env, "PATH": f"{fabric.bin}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [
+            "peer",
+            "chaincode",
+            "query",
+            "-C",
+            fabric.env["FABRIC_CHANNEL"],
+            "-n",
+            "blockimage",
+            "-c",
+            json.dumps({"Args": ["GetRecord", record.record_id]}),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert out.strip() == record.leaf_bytes()
+
+
+def test_package_builds_a_ccaas_chaincode_package(tmp_path):
+    out = tmp_path / "cc.tar.gz"
+    subprocess.run(
+        [str(ROOT / "scripts/fabric-network.sh"), "package", "cc.example.org:9999", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    with tarfile.open(out) as outer:
+        meta = json.load(outer.extractfile("metadata.json"))
+        inner = tarfile.open(fileobj=outer.extractfile("code.tar.gz"))
+        connection = json.load(inner.extractfile("connection.json"))
+    assert meta == {"type": "ccaas", "label": "blockimage_1"}
+    assert connection["address"] == "cc.example.org:9999"
+
+
+# -- a node on Fabric ------------------------------------------------------------------------------
+def test_a_node_registers_and_verifies_on_fabric(fabric, photo_file, tmp_path, monkeypatch):
+    for name, value in fabric.node_env().items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    home = tmp_path / "home"
+    src = photo_file("coffee")
+    result = runner.invoke(
+        cli,
+        [
+            "--home",
+            str(home),
+            "--json",
+            "register",
+            str(src),
+            "--owner",
+            "alice",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.output)
+    receipt = receipt[0] if isinstance(receipt, list) else receipt
+    assert receipt["log"]["ledger"] == "fabric" and receipt["log"]["validation_code"] == "VALID"
+    marked = Path(receipt["output"])
+
+    with Node(home) as node:
+        assert isinstance(node.ledger, FabricLedger)
+        pixels = np.array(Image.open(marked).convert("RGB"))
+        edited = pixels.copy()
+        edited[100:160, 200:280] = [250, 20, 20]
+        tampered = tmp_path / "tampered.jpg"
+        tampered.write_bytes(jpeg_bytes(edited, 92))
+        verdict = node.verify(tampered)
+        assert verdict.verdict == "tampered" and verdict.record_id == receipt["record_id"]
+        assert isinstance(verdict.record.log, FabricProof)
+        assert verdict.record.log.tx_id == receipt["log"]["tx_id"]
+    result = runner.invoke(cli, ["--home", str(home), "verify", str(marked)])
+    assert result.exit_code == 0 and "AUTHENTIC" in result.output
+    result = runner.invoke(cli, ["--home", str(home), "history", receipt["record_id"]])
+    assert result.exit_code == 0 and receipt["record_id"] in result.output
+    result = runner.invoke(
+        cli, ["--home", str(home), "export", receipt["record_id"], "-o", str(tmp_path / "b.car")]
+    )
+    assert result.exit_code == 1 and "Merkle log proof" in result.output
