@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup).
-.PHONY: setup kubo demo test bench bench-setup lint
+.PHONY: setup kubo fabric demo test bench bench-setup lint
 
 setup:
 	./scripts/setup
@@ -8,10 +8,15 @@ setup:
 kubo:
 	./scripts/kubo.sh build
 
+# Hyperledger Fabric (peer, orderer, configtxgen, osnadmin, cryptogen) and the chaincode, built
+# with Go into .cache/fabric/bin (reused) for the Fabric ledger tests.
+fabric:
+	./scripts/fabric-network.sh build
+
 demo: setup
 	.venv/bin/blockimage demo
 
-test: setup kubo
+test: setup kubo fabric
 	.venv/bin/python -m pytest -q
 
 # Benchmark extras: more photos (scikit-learn, matplotlib; Debian's opencv-doc if installed) and
@@ -25,6 +30,7 @@ bench: bench-setup
 	.venv/bin/python benchmarks/watermark.py
 	.venv/bin/python benchmarks/verify_eval.py
 	.venv/bin/python benchmarks/storage.py
+	.venv/bin/python benchmarks/ledger.py
 	.venv/bin/python benchmarks/analyze.py
 	.venv/bin/python benchmarks/tamper_cv.py
 
