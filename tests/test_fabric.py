@@ -23,9 +23,19 @@ from tests.test_ledger_contract import OWNER, fresh
 
 from blockimage import Node
 from blockimage.cli import cli
-from blockimage.ledger import AuditFailure, DuplicateRecordError
+from blockimage.ledger import (
+    AuditFailure,
+    DuplicateRecordError,
+    LedgerError,
+    RecordNotFoundError,
+)
 from blockimage.ledger.fabric import FabricLedger
-from blockimage.ledger.gateway import EndorsementError, Gateway, GatewayUnavailableError
+from blockimage.ledger.gateway import (
+    CommitError,
+    EndorsementError,
+    Gateway,
+    GatewayUnavailableError,
+)
 from blockimage.records import FabricProof, canonical_json, sign_record
 
 
@@ -147,59 +157,78 @@ def test_concurrent_registrations_all_commit_in_one_log(fabric):
         lg.close()
 
 
-def test_the_same_record_submitted_twice_at_once_commits_once(fabric):
-    record = fresh()
+def test_a_write_conflict_is_retried_and_the_same_record_commits_once(fabric):
+    # Two submitters send the same record at the same moment: both endorsements read "no such
+    # record", both transactions land in one block, and the peer invalidates the second with
+    # an MVCC read conflict. The client retries it with a fresh proposal, which the chaincode
+    # then refuses as a duplicate. (Should the first commit before the second is endorsed, the
+    # refusal comes at once: the test repeats until it has seen a conflict.)
     ledgers = [FabricLedger(fabric.settings()) for _ in range(2)]
-    outcomes: list[object] = []
+    conflicts: list[CommitError] = []
+    for lg in ledgers:
+        submit = lg._gateway.submit
 
-    def work(lg):
-        try:
-            outcomes.append(lg.append(record))
-        except DuplicateRecordError as exc:
-            outcomes.append(exc)
+        def spy(*args, _submit=submit, **kwargs):
+            try:
+                return _submit(*args, **kwargs)
+            except CommitError as exc:
+                conflicts.append(exc)
+                raise
 
-    threads = [threading.Thread(target=work, args=(lg,)) for lg in ledgers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateRecordError", "FabricProof"]
-    assert [r.record_id for r in ledgers[0].find_by_sha256(record.sha256_file)] == [
-        record.record_id
-    ]
+        lg._gateway.submit = spy
+    for _ in range(5):
+        record = fresh()
+        outcomes: list[object] = []
+        start = threading.Barrier(2)
+
+        def work(lg, record=record, outcomes=outcomes, start=start):
+            start.wait()
+            try:
+                outcomes.append(lg.append(record))
+            except DuplicateRecordError as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=work, args=(lg,)) for lg in ledgers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateRecordError", "FabricProof"]
+        assert ledgers[0].find_by_sha256(record.sha256_file) == [record]
+        if conflicts:
+            break
+    assert conflicts and all(c.conflict for c in conflicts)
+    assert "MVCC_READ_CONFLICT" in str(conflicts[0])
     for lg in ledgers:
         lg.close()
 
 
 # -- events: transfers and notes, signed by the current owner ------------------------------------
-def signed_event(key: Ed25519PrivateKey, **fields) -> bytes:
-    event = {"signer_key": key.public_key().public_bytes_raw().hex(), **fields}
-    event["signature"] = key.sign(canonical_json(event)).hex()
-    return canonical_json(event)
-
-
-def test_transfers_need_the_current_owner_signature(ledger, gateway):
+def test_transfers_need_the_current_owner_signature(ledger):
     record = fresh()
     ledger.append(record)
     bob, carol = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    to_bob = {
-        "record_id": record.record_id,
-        "kind": "transfer",
-        "to": "bob",
-        "to_key": bob.public_key().public_bytes_raw().hex(),
-    }
-    with pytest.raises(EndorsementError, match="not signed by its current owner"):
-        gateway.submit("AddEvent", signed_event(bob, **to_bob))
-    gateway.submit("AddEvent", signed_event(OWNER, **to_bob))
-    note = {"record_id": record.record_id, "kind": "note", "note": "sold at auction"}
-    with pytest.raises(EndorsementError, match="not signed by its current owner"):
-        gateway.submit("AddEvent", signed_event(OWNER, **note))  # no longer the owner
-    gateway.submit("AddEvent", signed_event(bob, **note))
-    with pytest.raises(EndorsementError, match="not signed by its current owner"):
-        gateway.submit("AddEvent", signed_event(carol, **note))
+    bob_key = bob.public_key().public_bytes_raw().hex()
+    with pytest.raises(LedgerError, match="not signed by its current owner"):
+        ledger.add_event(record.record_id, "transfer", bob, to="bob", to_key=bob_key)
+    done = ledger.add_event(record.record_id, "transfer", OWNER, to="bob", to_key=bob_key)
+    assert done["record_id"] == record.record_id and len(done["tx_id"]) == 64
+    with pytest.raises(LedgerError, match="not signed by its current owner"):
+        ledger.add_event(record.record_id, "note", OWNER, note="still mine?")  # not any more
+    ledger.add_event(record.record_id, "note", bob, note="sold at auction")
+    with pytest.raises(LedgerError, match="not signed by its current owner"):
+        ledger.add_event(record.record_id, "note", carol, note="mine now")
+    with pytest.raises(LedgerError, match="not one of transfer, note"):
+        ledger.add_event(record.record_id, "delete", bob)
+    with pytest.raises(RecordNotFoundError):
+        ledger.add_event("00000000000000ff", "note", bob, note="x")
     events = ledger.events(record.record_id)
     assert sorted(e["kind"] for e in events) == ["note", "transfer"]
-    assert all(e["tx_id"] and e["at"] for e in events)
+    transfer = next(e for e in events if e["kind"] == "transfer")
+    assert transfer["to_key"] == bob_key and transfer["tx_id"] == done["tx_id"]
+    # The stored event still verifies: the signature covers it without at, tx_id, signature.
+    signed = {k: v for k, v in transfer.items() if k not in ("at", "tx_id", "signature")}
+    OWNER.public_key().verify(bytes.fromhex(transfer["signature"]), canonical_json(signed))
 
 
 # -- errors ---------------------------------------------------------------------------------------

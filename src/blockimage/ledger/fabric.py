@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ..records import (
     FabricProof,
     InvalidRecordSignatureError,
@@ -176,6 +178,27 @@ class FabricLedger:
 
     def by_owner(self, owner: str) -> list[Record]:
         return self._records_json(self._evaluate("QueryByOwner", owner))
+
+    def add_event(
+        self, record_id: str, kind: str, signer: Ed25519PrivateKey, **fields: str
+    ) -> dict:
+        """Record a signed event: ``kind="transfer"`` with ``to`` and ``to_key`` (hex) moves the
+        record to a new owner; ``kind="note"`` with ``note`` annotates it. ``signer`` must be the
+        record's current owner key; the chaincode checks it and adds the transaction's time."""
+        event: dict = {
+            "record_id": record_id,
+            "kind": kind,
+            "signer_key": signer.public_key().public_bytes_raw().hex(),
+            **fields,
+        }
+        event["signature"] = signer.sign(canonical_json(event)).hex()
+        try:
+            committed = self._gateway.submit("AddEvent", canonical_json(event))
+        except EndorsementError as exc:
+            if exc.message.endswith("not found"):
+                raise RecordNotFoundError(exc.message) from None
+            raise LedgerError(f"the chaincode refused the event: {exc.message}") from None
+        return dict(json.loads(committed.result))
 
     def events(self, record_id: str) -> list[dict]:
         """Events about the record (derivations, transfers, notes), as the chaincode keeps them."""
