@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -82,3 +83,20 @@ def test_malformed_record_documents_are_rejected():
         Record.from_dict({**sign_record(make_record(key), key).to_dict(), "record_id": "XYZ"})
     with pytest.raises(RecordFormatError, match="not a JSON record"):
         Record.from_leaf(b"\xff\xfe")
+
+
+def test_receipts_round_trip_with_either_kind_of_ledger_proof():
+    from blockimage.records import FabricProof, LogProof, Receipt
+
+    key = Ed25519PrivateKey.generate()
+    record = sign_record(make_record(key), key)
+    merkle = LogProof(0, 1, "ab" * 32, (), record.leaf_bytes(), "note")
+    fabric = FabricProof(
+        "blockimage", "blockimage", "cd" * 32, 7, "VALID", record.leaf_bytes(), "Org1MSP", "ef" * 32
+    )
+    for proof in (merkle, fabric):
+        receipt = Receipt(record, proof, None)
+        again = Receipt.from_dict(json.loads(json.dumps(receipt.to_dict())))
+        assert again == receipt and type(again.log) is type(proof)
+    assert "ledger" not in merkle.to_dict()  # the contract's Merkle shape is unchanged
+    assert fabric.to_dict()["ledger"] == "fabric"

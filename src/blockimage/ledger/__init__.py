@@ -1,8 +1,11 @@
 """The tamper-evident ledger of signed records.
 
-Every backend implements :class:`Ledger` and passes the same contract tests. The embedded
-default is :class:`~blockimage.ledger.log.MerkleLog`, an append-only RFC 9162 Merkle log in
-SQLite with signed checkpoints.
+Every backend implements :class:`Ledger` and passes the same contract tests
+(tests/test_ledger_contract.py). The embedded default is :class:`~blockimage.ledger.log.MerkleLog`,
+an append-only RFC 9162 Merkle log in SQLite with signed checkpoints, whose proofs are
+:class:`~blockimage.records.LogProof`; :class:`~blockimage.ledger.fabric.FabricLedger` keeps the
+records on a Hyperledger Fabric channel, and its proofs are
+:class:`~blockimage.records.FabricProof` (the committed transaction that wrote the record).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..records import LogProof, Record
+from ..records import FabricProof, LogProof, Record
 
 __all__ = [
     "Ledger",
@@ -56,16 +59,16 @@ class AuditReport:
 
 @runtime_checkable
 class Ledger(Protocol):
-    def append(self, record: Record) -> LogProof:
-        """Append a signed record atomically; return its inclusion proof at the new size."""
+    def append(self, record: Record) -> LogProof | FabricProof:
+        """Append a signed record atomically; return the proof that it is on the ledger."""
         ...
 
     def get(self, record_id: str) -> Record:
         """The record with this id; raises :class:`RecordNotFoundError`."""
         ...
 
-    def proof(self, record_id: str) -> LogProof:
-        """Inclusion proof of the record against the latest checkpoint."""
+    def proof(self, record_id: str) -> LogProof | FabricProof:
+        """The proof that the record is on the ledger (Merkle: against the latest checkpoint)."""
         ...
 
     def find_by_sha256(self, digest: str) -> list[Record]:
