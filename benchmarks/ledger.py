@@ -29,7 +29,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blockimage.ledger.fabric import FabricLedger, FabricSettings
-from blockimage.ledger.gateway import Gateway
 from blockimage.ledger.log import MerkleLog
 from blockimage.records import Record, Tag, WatermarkMetrics, sign_record
 
@@ -125,33 +124,17 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    env = {}
-    for text in (net / "fabric.env").read_text().splitlines():
-        name, _, value = text.removeprefix("export ").partition("=")
-        env[name] = value
-    settings = FabricSettings(
-        gateway=env["BLOCKIMAGE_FABRIC_GATEWAY"],
-        msp_id=env["BLOCKIMAGE_FABRIC_MSP_ID"],
-        cert=env["BLOCKIMAGE_FABRIC_CERT"],
-        key=env["BLOCKIMAGE_FABRIC_KEY"],
-        tls_ca=env["BLOCKIMAGE_FABRIC_TLS_CA"],
-        channel=env["BLOCKIMAGE_FABRIC_CHANNEL"],
-        chaincode=env["BLOCKIMAGE_FABRIC_CHAINCODE"],
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (net / "fabric.env").read_text().splitlines()
     )
+    settings = FabricSettings.from_exports(env)
     try:
         warm = record()
         with_reader = FabricLedger(settings)
         with_reader.append(warm)  # warm up the peer, the chaincode and the connections
         with_reader.close()
-        gateway = Gateway(
-            settings.gateway,
-            msp_id=settings.msp_id,
-            cert=settings.cert,
-            key=settings.key,
-            tls_ca=settings.tls_ca,
-            channel=settings.channel,
-            chaincode=settings.chaincode,
-        )
+        gateway = settings.connect()
         reads = []
         for _ in range(50):
             t0 = time.perf_counter()

@@ -258,27 +258,42 @@ func (c *BlockImageContract) RegisterRecord(ctx contractapi.TransactionContextIn
 	return &Registered{RecordID: id, TxID: stub.GetTxID(), Timestamp: rfc3339(when)}, nil
 }
 
-// contentOwner is the id of a record whose registered file or pixels have this SHA-256, or "".
-func contentOwner(stub shim.ChaincodeStubInterface, hash string) (string, error) {
-	it, err := stub.GetStateByPartialCompositeKey(shaObject, []string{hash})
+// eachState calls fn with the last attribute and the value of every key under the partial
+// composite key (object, attrs...), in key order, until fn returns false or an error.
+func eachState(stub shim.ChaincodeStubInterface, object string, attrs []string,
+	fn func(last string, value []byte) (bool, error)) error {
+	it, err := stub.GetStateByPartialCompositeKey(object, attrs)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer it.Close()
 	for it.HasNext() {
 		kv, err := it.Next()
 		if err != nil {
-			return "", err
+			return err
 		}
-		if field := string(kv.Value); field == "sha256_file" || field == "sha256_pixels" {
-			_, parts, err := stub.SplitCompositeKey(kv.Key)
-			if err != nil {
-				return "", err
-			}
-			return parts[1], nil
+		_, parts, err := stub.SplitCompositeKey(kv.Key)
+		if err != nil {
+			return err
+		}
+		if more, err := fn(parts[len(parts)-1], kv.Value); err != nil || !more {
+			return err
 		}
 	}
-	return "", nil
+	return nil
+}
+
+// contentOwner is the id of a record whose registered file or pixels have this SHA-256, or "".
+func contentOwner(stub shim.ChaincodeStubInterface, hash string) (string, error) {
+	owner := ""
+	err := eachState(stub, shaObject, []string{hash}, func(id string, field []byte) (bool, error) {
+		if f := string(field); f == "sha256_file" || f == "sha256_pixels" {
+			owner = id
+			return false, nil
+		}
+		return true, nil
+	})
+	return owner, err
 }
 
 func putEvent(stub shim.ChaincodeStubInterface, recordID string, event map[string]interface{}) error {
@@ -351,48 +366,29 @@ func history(stub shim.ChaincodeStubInterface, recordID string) (*History, error
 		w := Write{TxID: m.TxId, Timestamp: rfc3339(m.Timestamp.AsTime())}
 		out.Writes = append([]Write{w}, out.Writes...) // newest first from the peer
 	}
-	events, err := stub.GetStateByPartialCompositeKey(eventObject, []string{recordID})
-	if err != nil {
-		return nil, err
-	}
-	defer events.Close()
-	for events.HasNext() {
-		kv, err := events.Next()
-		if err != nil {
-			return nil, err
-		}
-		out.Events = append(out.Events, json.RawMessage(kv.Value))
-	}
-	return out, nil
+	err = eachState(stub, eventObject, []string{recordID}, func(_ string, event []byte) (bool, error) {
+		out.Events = append(out.Events, json.RawMessage(event))
+		return true, nil
+	})
+	return out, err
 }
 
 func recordsByIndex(stub shim.ChaincodeStubInterface, object string, attrs []string) (string, error) {
-	it, err := stub.GetStateByPartialCompositeKey(object, attrs)
-	if err != nil {
-		return "", err
-	}
-	defer it.Close()
 	seen := map[string]bool{}
 	out := []json.RawMessage{}
-	for it.HasNext() {
-		kv, err := it.Next()
-		if err != nil {
-			return "", err
+	err := eachState(stub, object, attrs, func(id string, _ []byte) (bool, error) {
+		if !seen[id] {
+			seen[id] = true
+			data, err := getRecord(stub, id)
+			if err != nil {
+				return false, err
+			}
+			out = append(out, json.RawMessage(data))
 		}
-		_, parts, err := stub.SplitCompositeKey(kv.Key)
-		if err != nil {
-			return "", err
-		}
-		id := parts[len(parts)-1]
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		data, err := getRecord(stub, id)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, json.RawMessage(data))
+		return true, nil
+	})
+	if err != nil {
+		return "", err
 	}
 	data, err := json.Marshal(out)
 	return string(data), err
@@ -471,29 +467,17 @@ func listRecords(stub shim.ChaincodeStubInterface, start, limit int) (*Log, erro
 func currentOwnerKey(stub shim.ChaincodeStubInterface, recordID string, record map[string]interface{}) (string, error) {
 	owner := record["owner_key"].(string)
 	latest := ""
-	it, err := stub.GetStateByPartialCompositeKey(eventObject, []string{recordID})
-	if err != nil {
-		return "", err
-	}
-	defer it.Close()
-	for it.HasNext() {
-		kv, err := it.Next()
-		if err != nil {
-			return "", err
-		}
+	err := eachState(stub, eventObject, []string{recordID}, func(_ string, data []byte) (bool, error) {
 		var e map[string]interface{}
-		if err := json.Unmarshal(kv.Value, &e); err != nil {
-			return "", err
+		if err := json.Unmarshal(data, &e); err != nil {
+			return false, err
 		}
-		if e["kind"] != "transfer" {
-			continue
-		}
-		order := fmt.Sprintf("%v %v", e["at"], e["tx_id"])
-		if order > latest {
+		if order := fmt.Sprintf("%v %v", e["at"], e["tx_id"]); e["kind"] == "transfer" && order > latest {
 			latest, owner = order, e["to_key"].(string)
 		}
-	}
-	return owner, nil
+		return true, nil
+	})
+	return owner, err
 }
 
 // AddEvent records a signed event about a record: {"kind": "transfer", "to": NAME,

@@ -70,21 +70,23 @@ def tree_snapshot(root: Path) -> dict[str, int]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def script_exports(script: str, *args: str) -> dict[str, str]:
+    """Run a development-network script (scripts/kubo.sh, scripts/fabric-network.sh) and parse
+    the `export NAME=value` lines it prints."""
+    import subprocess
+
+    out = subprocess.run(
+        [str(ROOT / "scripts" / script), *args], check=True, capture_output=True, text=True
+    ).stdout
+    return dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+
+
 class KuboDaemon:
     """A Kubo daemon started with scripts/kubo.sh (closed network, loopback ports)."""
 
     def __init__(self, repo: Path) -> None:
-        import subprocess
-
         self.repo = repo
-        out = subprocess.run(
-            [str(ROOT / "scripts/kubo.sh"), "up", str(repo)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
-        self.api = exports["BLOCKIMAGE_KUBO_API"]
+        self.api = script_exports("kubo.sh", "up", str(repo))["BLOCKIMAGE_KUBO_API"]
         self.ipfs = ROOT / ".cache/kubo/bin/ipfs"
 
     def run(self, *args: str, **kwargs):
@@ -129,31 +131,14 @@ class FabricNetwork:
     """A Fabric network started with scripts/fabric-network.sh (native, loopback, ccaas)."""
 
     def __init__(self, directory: Path) -> None:
-        import subprocess
-
         self.directory = directory
-        out = subprocess.run(
-            [str(ROOT / "scripts/fabric-network.sh"), "up", str(directory)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        self.env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+        self.env = script_exports("fabric-network.sh", "up", str(directory))
         self.bin = self.env.pop("PATH").split(":")[0]  # where `peer` is
 
     def settings(self):
         from blockimage.ledger.fabric import FabricSettings
 
-        e = self.env
-        return FabricSettings(
-            gateway=e["BLOCKIMAGE_FABRIC_GATEWAY"],
-            msp_id=e["BLOCKIMAGE_FABRIC_MSP_ID"],
-            cert=e["BLOCKIMAGE_FABRIC_CERT"],
-            key=e["BLOCKIMAGE_FABRIC_KEY"],
-            tls_ca=e["BLOCKIMAGE_FABRIC_TLS_CA"],
-            channel=e["BLOCKIMAGE_FABRIC_CHANNEL"],
-            chaincode=e["BLOCKIMAGE_FABRIC_CHAINCODE"],
-        )
+        return FabricSettings.from_exports(self.env)
 
     def node_env(self) -> dict[str, str]:
         """Environment variables that point a node at this network."""

@@ -48,16 +48,7 @@ def ledger(fabric):
 
 @pytest.fixture
 def gateway(fabric):
-    s = fabric.settings()
-    gw = Gateway(
-        s.gateway,
-        msp_id=s.msp_id,
-        cert=s.cert,
-        key=s.key,
-        tls_ca=s.tls_ca,
-        channel=s.channel,
-        chaincode=s.chaincode,
-    )
+    gw = fabric.settings().connect()
     yield gw
     gw.close()
 

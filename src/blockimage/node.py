@@ -164,19 +164,7 @@ class Node:
                     f"the Fabric ledger needs its client libraries ({exc.name}): "
                     "pip install 'blockimage[fabric]'"
                 ) from None
-            f = self.settings.fabric
-            return FabricLedger(
-                FabricSettings(
-                    gateway=f["gateway"],
-                    msp_id=f["msp_id"],
-                    cert=f["cert"],
-                    key=f["key"],
-                    tls_ca=f["tls_ca"],
-                    channel=f.get("channel", "blockimage"),
-                    chaincode=f.get("chaincode", "blockimage"),
-                    tls_server_name=f.get("tls_server_name") or None,
-                )
-            )
+            return FabricLedger(FabricSettings.from_mapping(self.settings.fabric))
         raise BackendUnavailableError(
             f"ledger backend {self.settings.ledger!r} is not available in this version"
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,8 +46,6 @@ MAX_ATTEMPTS = 6
 class FabricSettings:
     """Where the gateway peer is and who we are on the channel."""
 
-    FIELDS = ("gateway", "msp_id", "cert", "key", "tls_ca", "channel", "chaincode")
-
     def __init__(
         self,
         gateway: str,
@@ -63,6 +61,41 @@ class FabricSettings:
         self.cert, self.key, self.tls_ca = Path(cert), Path(key), Path(tls_ca)
         self.channel, self.chaincode, self.tls_server_name = channel, chaincode, tls_server_name
 
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> FabricSettings:
+        """From short names (``gateway``, ``msp_id``, ...), as in config.toml's [fabric] table."""
+        return cls(
+            gateway=values["gateway"],
+            msp_id=values["msp_id"],
+            cert=values["cert"],
+            key=values["key"],
+            tls_ca=values["tls_ca"],
+            channel=values.get("channel") or "blockimage",
+            chaincode=values.get("chaincode") or "blockimage",
+            tls_server_name=values.get("tls_server_name") or None,
+        )
+
+    @classmethod
+    def from_exports(cls, env: Mapping[str, str]) -> FabricSettings:
+        """From ``BLOCKIMAGE_FABRIC_*`` variables, as ``scripts/fabric-network.sh up`` prints."""
+        prefix = "BLOCKIMAGE_FABRIC_"
+        return cls.from_mapping(
+            {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)}
+        )
+
+    def connect(self) -> Gateway:
+        """A Gateway client with this identity, channel and chaincode."""
+        return Gateway(
+            self.gateway,
+            msp_id=self.msp_id,
+            cert=self.cert,
+            key=self.key,
+            tls_ca=self.tls_ca,
+            channel=self.channel,
+            chaincode=self.chaincode,
+            tls_server_name=self.tls_server_name,
+        )
+
 
 def _record_key(record_id: str) -> str:
     # The chaincode's composite key for a record: \x00 + object type + \x00 + id + \x00.
@@ -72,16 +105,7 @@ def _record_key(record_id: str) -> str:
 class FabricLedger:
     def __init__(self, settings: FabricSettings) -> None:
         self.settings = settings
-        self._gateway = Gateway(
-            settings.gateway,
-            msp_id=settings.msp_id,
-            cert=settings.cert,
-            key=settings.key,
-            tls_ca=settings.tls_ca,
-            channel=settings.channel,
-            chaincode=settings.chaincode,
-            tls_server_name=settings.tls_server_name,
-        )
+        self._gateway = settings.connect()
         self._records: dict[str, Record] = {}  # records are immutable once committed
 
     def close(self) -> None:
