@@ -188,6 +188,8 @@ make_package() {  # make_package ADDRESS OUT: a ccaas chaincode package (tar.gz)
 }
 
 up() {
+  [[ "$CHANNEL" =~ ^[a-z][a-z0-9.-]{0,248}$ ]] ||
+    die "FABRIC_CHANNEL '$CHANNEL' is not a channel name (lower-case letters, digits, '.', '-')"
   build
   NET=${1:-}
   if [ -z "$NET" ]; then NET=$(mktemp -d "${TMPDIR:-/tmp}/blockimage-fabric.XXXXXX"); fi
@@ -195,6 +197,8 @@ up() {
   NET=$(cd "$NET" && pwd)
   [ ! -f "$NET/orderer.pid" ] || die "$NET already has a network (run: $0 down $NET)"
   rm -rf "$NET/crypto" "$NET/config" "$NET/orderer" "$NET/peer" "$NET/builders"
+  # A failed start stops whatever it had started, so no orphan orderer or peer is left behind.
+  trap 'if [ -z "${UP_DONE:-}" ] && [ -f "$NET/orderer.pid" ]; then down "$NET" 2>/dev/null || true; fi' EXIT
   local orderer_port admin_port orderer_ops peer_port peer_cc_port peer_ops cc_port
   orderer_port=$(free_port); admin_port=$(free_port); orderer_ops=$(free_port)
   peer_port=$(free_port); peer_cc_port=$(free_port); peer_ops=$(free_port); cc_port=$(free_port)
@@ -316,6 +320,7 @@ EOF
     echo "export CORE_PEER_TLS_ENABLED=true"
     echo "export CORE_PEER_TLS_ROOTCERT_FILE=$peer0/tls/ca.crt"
   } >"$NET/fabric.env"
+  UP_DONE=1
   log "network up in $NET (orderer $(cat "$NET/orderer.pid"), peer $(cat "$NET/peer.pid"), chaincode $(cat "$NET/chaincode.pid")); settings in $NET/fabric.env"
   cat "$NET/fabric.env"
 }
