@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
-from tests.conftest import ROOT, jpeg_bytes
+from tests.conftest import ROOT, FabricNetwork, jpeg_bytes
 from tests.test_ledger_contract import OWNER, fresh
 
 from blockimage import Node
@@ -337,11 +337,42 @@ def test_a_node_registers_and_verifies_on_fabric(fabric, photo_file, tmp_path, m
         assert verdict.verdict == "tampered" and verdict.record_id == receipt["record_id"]
         assert isinstance(verdict.record.log, FabricProof)
         assert verdict.record.log.tx_id == receipt["log"]["tx_id"]
-    result = runner.invoke(cli, ["--home", str(home), "verify", str(marked)])
+    report = tmp_path / "report.html"
+    result = runner.invoke(
+        cli, ["--home", str(home), "verify", str(marked), "--report", str(report)]
+    )
     assert result.exit_code == 0 and "AUTHENTIC" in result.output
+    page = report.read_text()
+    assert receipt["log"]["tx_id"] in page and "Hyperledger Fabric" in page
     result = runner.invoke(cli, ["--home", str(home), "history", receipt["record_id"]])
     assert result.exit_code == 0 and receipt["record_id"] in result.output
     result = runner.invoke(
         cli, ["--home", str(home), "export", receipt["record_id"], "-o", str(tmp_path / "b.car")]
     )
     assert result.exit_code == 1 and "Merkle log proof" in result.output
+
+
+def test_audit_on_fabric_checks_every_record_and_image(tmp_path, photo_file, monkeypatch):
+    # A network of its own: audit needs every record's image in this node's store.
+    network = FabricNetwork(tmp_path / "net")
+    try:
+        for name, value in network.node_env().items():
+            monkeypatch.setenv(name, value)
+        home = tmp_path / "home"
+        with Node(home) as node:
+            for name in ("astronaut", "rocket"):
+                node.register(photo_file(name), owner="alice", out=tmp_path / "out")
+        result = CliRunner().invoke(cli, ["--home", str(home), "audit"])
+        assert result.exit_code == 0, result.output
+        assert "ok: 2 records, 0 checkpoints, 2 stored images verified" in result.output
+        assert "Fabric channel blockimage" in result.output
+        # An image missing from the store is named.
+        with Node(home) as node:
+            cid = next(node.ledger.records())[1].cid
+        for block in (home / "blocks").rglob("*"):
+            if block.is_file() and cid in block.name:
+                block.unlink()
+        result = CliRunner().invoke(cli, ["--home", str(home), "audit"])
+        assert result.exit_code == 1 and cid in result.output
+    finally:
+        network.stop()

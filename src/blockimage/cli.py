@@ -500,7 +500,13 @@ def audit(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
                 f"ok: {report.records_checked} records, {report.checkpoints_checked} "
                 f"checkpoints, {report.cids_checked} stored images verified"
             )
-            click.echo(f"tree size {report.tree_size}, root {report.root_hash}")
+            if node.settings.ledger == "fabric":
+                click.echo(
+                    f"Fabric channel {node.settings.fabric['channel']}: every record's transaction "
+                    f"is VALID in its block; newest block hash {report.root_hash}"
+                )
+            else:
+                click.echo(f"tree size {report.tree_size}, root {report.root_hash}")
 
 
 # -- demo -----------------------------------------------------------------------------------------
