@@ -153,22 +153,30 @@ class FabricLedger:
                     raise LedgerError(str(exc)) from None
                 time.sleep(random.uniform(0.05, 0.2) * attempt)  # a concurrent write won; retry
         self._records[record.record_id] = record
-        block = self._gateway.block_by_tx_id(committed.tx_id)
-        found = find_transaction(block, committed.tx_id, self.settings.chaincode)
-        return self._proof(
-            found.tx_id, found.block_number, found.validation_code, leaf, found.block_data_hash
-        )
+        return self._transaction_proof(committed.tx_id, record.record_id, leaf)
 
-    def _proof(self, tx_id: str, block: int, code: str, leaf: bytes, data_hash: str) -> FabricProof:
+    def _transaction_proof(self, tx_id: str, record_id: str, leaf: bytes) -> FabricProof:
+        """Evidence from the peer's own ledger (qscc): the block holding ``tx_id``, which must
+        mark it VALID and show it wrote exactly ``leaf`` under the record's key."""
+        found = find_transaction(
+            self._gateway.block_by_tx_id(tx_id), tx_id, self.settings.chaincode
+        )
+        written = found.writes.get(_record_key(record_id))
+        if found.validation_code != "VALID" or written != leaf:
+            raise AuditFailure(
+                f"record {record_id}: transaction {tx_id} in block {found.block_number} is "
+                f"{found.validation_code} and "
+                + ("wrote these record bytes" if written == leaf else "did not write these bytes")
+            )
         return FabricProof(
             channel=self.settings.channel,
             chaincode=self.settings.chaincode,
             tx_id=tx_id,
-            block_number=block,
-            validation_code=code,
+            block_number=found.block_number,
+            validation_code=found.validation_code,
             leaf=leaf,
             msp_id=self.settings.msp_id,
-            block_data_hash=data_hash,
+            block_data_hash=found.block_data_hash,
         )
 
     def get(self, record_id: str) -> Record:
@@ -182,20 +190,7 @@ class FabricLedger:
         history = json.loads(self._evaluate("GetHistory", record_id))
         if not history["writes"]:
             raise LedgerError(f"record {record_id} has no write in its key history")
-        tx_id = history["writes"][0]["tx_id"]
-        found = find_transaction(
-            self._gateway.block_by_tx_id(tx_id), tx_id, self.settings.chaincode
-        )
-        written = found.writes.get(_record_key(record_id))
-        if found.validation_code != "VALID" or written != leaf:
-            raise AuditFailure(
-                f"record {record_id}: transaction {tx_id} in block {found.block_number} is "
-                f"{found.validation_code} and "
-                + ("wrote these record bytes" if written == leaf else "did not write these bytes")
-            )
-        return self._proof(
-            tx_id, found.block_number, found.validation_code, leaf, found.block_data_hash
-        )
+        return self._transaction_proof(history["writes"][0]["tx_id"], record_id, leaf)
 
     def find_by_sha256(self, digest: str) -> list[Record]:
         return self._records_json(self._evaluate("QueryBySha256", digest))
