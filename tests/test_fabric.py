@@ -376,3 +376,20 @@ def test_audit_on_fabric_checks_every_record_and_image(tmp_path, photo_file, mon
         assert result.exit_code == 1 and cid in result.output
     finally:
         network.stop()
+
+
+def test_gateway_signatures_are_low_s_and_verify(gateway, fabric):
+    # Fabric rejects ECDSA signatures whose S is in the upper half of the group order; about
+    # half of raw signatures are, so 64 messages would catch a missing normalisation.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    cert = x509.load_pem_x509_certificate(fabric.settings().cert.read_bytes())
+    for i in range(64):
+        message = f"message {i}".encode()
+        signature = gateway.sign(message)
+        assert decode_dss_signature(signature)[1] <= n // 2
+        cert.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
