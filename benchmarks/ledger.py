@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from blockimage.config import read_fabric_env
 from blockimage.ledger.fabric import FabricLedger, FabricSettings
 from blockimage.ledger.log import MerkleLog
 from blockimage.records import Record, Tag, WatermarkMetrics, sign_record
@@ -124,11 +125,7 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    env = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (net / "fabric.env").read_text().splitlines()
-    )
-    settings = FabricSettings.from_exports(env)
+    settings = FabricSettings.from_mapping(read_fabric_env(net / "fabric.env"))
     try:
         warm = record()
         with_reader = FabricLedger(settings)

@@ -19,7 +19,14 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from .imaging import DEFAULT_MAX_PIXELS
 
-__all__ = ["Settings", "ConfigError", "resolve_home", "load_settings", "DEFAULT_CONFIG"]
+__all__ = [
+    "Settings",
+    "ConfigError",
+    "resolve_home",
+    "load_settings",
+    "read_fabric_env",
+    "DEFAULT_CONFIG",
+]
 
 STORAGE_BACKENDS = ("local", "kubo")
 LEDGER_BACKENDS = ("merkle", "fabric")
@@ -93,7 +100,7 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     fabric: dict[str, str] = {"channel": "blockimage", "chaincode": "blockimage"}
-    fabric.update(_fabric_env_file(home / "fabric.env"))
+    fabric.update(read_fabric_env(home / "fabric.env"))
     settings = Settings(home=home)
     path = home / "config.toml"
     if path.exists():
@@ -132,8 +139,9 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
     return _checked(settings)
 
 
-def _fabric_env_file(path: Path) -> dict[str, str]:
-    """BLOCKIMAGE_FABRIC_* lines of a file as printed by ``scripts/fabric-network.sh up``."""
+def read_fabric_env(path: Path) -> dict[str, str]:
+    """Fabric settings (short names) from the BLOCKIMAGE_FABRIC_* lines of a file as
+    ``scripts/fabric-network.sh up`` writes it; an absent file gives none."""
     values: dict[str, str] = {}
     if not path.exists():
         return values

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..config import FABRIC_SETTINGS
 from ..records import (
     FabricProof,
     InvalidRecordSignatureError,
@@ -63,17 +64,9 @@ class FabricSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> FabricSettings:
-        """From short names (``gateway``, ``msp_id``, ...), as in config.toml's [fabric] table."""
-        return cls(
-            gateway=values["gateway"],
-            msp_id=values["msp_id"],
-            cert=values["cert"],
-            key=values["key"],
-            tls_ca=values["tls_ca"],
-            channel=values.get("channel") or "blockimage",
-            chaincode=values.get("chaincode") or "blockimage",
-            tls_server_name=values.get("tls_server_name") or None,
-        )
+        """From short names (``gateway``, ``msp_id``, ...), as in config.toml's [fabric] table;
+        empty values take the defaults."""
+        return cls(**{k: v for k, v in values.items() if k in FABRIC_SETTINGS and v})
 
     @classmethod
     def from_exports(cls, env: Mapping[str, str]) -> FabricSettings:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
@@ -309,8 +309,6 @@ class Gateway:
 
     def chain_info(self) -> tuple[int, str]:
         """(height, hex hash of the newest block) of the channel."""
-        from fabric_protos.common import ledger_pb2
-
         info = ledger_pb2.BlockchainInfo.FromString(
             self.evaluate("GetChainInfo", self.channel, chaincode="qscc")
         )
