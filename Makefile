@@ -34,6 +34,7 @@ bench: bench-setup
 	.venv/bin/python benchmarks/analyze.py
 	.venv/bin/python benchmarks/tamper_cv.py
 
-lint:
+lint: setup
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/mypy

@@ -179,22 +179,22 @@ func (c *BlockImageContract) RegisterRecord(ctx contractapi.TransactionContextIn
 	leaf := []byte(recordJSON)
 	record, err := parseCanonical(leaf)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	id, err := validateRecord(record)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	when, err := txTime(stub)
 	if err != nil {
 		return nil, err
 	}
 	if record["created_at"] != rfc3339(when) {
-		return nil, fmt.Errorf("record %s: created_at %v is not the transaction's time %s",
+		return nil, refuse(CodeInvalid, "record %s: created_at %v is not the transaction's time %s",
 			id, record["created_at"], rfc3339(when))
 	}
 	if skew := time.Since(when); skew > MaxClockSkew || skew < -MaxClockSkew {
-		return nil, fmt.Errorf("record %s: transaction time %s is %s away from the peer's clock",
+		return nil, refuse(CodeInvalid, "record %s: transaction time %s is %s away from the peer's clock",
 			id, rfc3339(when), skew.Round(time.Second))
 	}
 	key, err := stub.CreateCompositeKey(recordObject, []string{id})
@@ -206,14 +206,14 @@ func (c *BlockImageContract) RegisterRecord(ctx contractapi.TransactionContextIn
 		return nil, err
 	}
 	if existing != nil {
-		return nil, fmt.Errorf("record %s already exists", id)
+		return nil, refuse(CodeExists, "record %s already exists", id)
 	}
 	for _, field := range []string{"sha256_file", "sha256_pixels"} {
 		hash := record[field].(string)
 		if other, err := contentOwner(stub, hash); err != nil {
 			return nil, err
 		} else if other != "" {
-			return nil, fmt.Errorf("record %s: content with %s %s is already registered as record %s",
+			return nil, refuse(CodeDuplicateContent, "record %s: content with %s %s is already registered as record %s",
 				id, field, hash, other)
 		}
 	}
@@ -224,7 +224,7 @@ func (c *BlockImageContract) RegisterRecord(ctx contractapi.TransactionContextIn
 		if found, err := stub.GetState(parentKey); err != nil {
 			return nil, err
 		} else if found == nil {
-			return nil, fmt.Errorf("record %s: parent record %s does not exist", id, parent)
+			return nil, refuse(CodeNotFound, "record %s: parent record %s does not exist", id, parent)
 		}
 	}
 	if err := stub.PutState(key, leaf); err != nil {
@@ -310,7 +310,7 @@ func putEvent(stub shim.ChaincodeStubInterface, recordID string, event map[strin
 
 func getRecord(stub shim.ChaincodeStubInterface, recordID string) ([]byte, error) {
 	if !recordIDRe.MatchString(recordID) {
-		return nil, fmt.Errorf("%q is not a record id (16 lower-case hex digits)", recordID)
+		return nil, refuse(CodeInvalid, "%q is not a record id (16 lower-case hex digits)", recordID)
 	}
 	key, _ := stub.CreateCompositeKey(recordObject, []string{recordID})
 	data, err := stub.GetState(key)
@@ -318,7 +318,7 @@ func getRecord(stub shim.ChaincodeStubInterface, recordID string) ([]byte, error
 		return nil, err
 	}
 	if data == nil {
-		return nil, fmt.Errorf("record %s not found", recordID)
+		return nil, refuse(CodeNotFound, "record %s not found", recordID)
 	}
 	return data, nil
 }
@@ -397,7 +397,7 @@ func recordsByIndex(stub shim.ChaincodeStubInterface, object string, attrs []str
 // QueryBySha256 returns the records whose file, pixel or original-file SHA-256 is hash.
 func (c *BlockImageContract) QueryBySha256(ctx contractapi.TransactionContextInterface, hash string) (string, error) {
 	if !hex64Re.MatchString(hash) {
-		return "", fmt.Errorf("%q is not a SHA-256 (64 lower-case hex digits)", hash)
+		return "", refuse(CodeInvalid, "%q is not a SHA-256 (64 lower-case hex digits)", hash)
 	}
 	return recordsByIndex(ctx.GetStub(), shaObject, []string{hash})
 }
@@ -433,7 +433,7 @@ func (c *BlockImageContract) ListRecords(ctx contractapi.TransactionContextInter
 
 func listRecords(stub shim.ChaincodeStubInterface, start, limit int) (*Log, error) {
 	if start < 0 || limit < 0 {
-		return nil, fmt.Errorf("start and limit must not be negative")
+		return nil, refuse(CodeInvalid, "start and limit must not be negative")
 	}
 	hist, err := stub.GetHistoryForKey(logKey)
 	if err != nil {
@@ -489,11 +489,11 @@ func (c *BlockImageContract) AddEvent(ctx contractapi.TransactionContextInterfac
 	stub := ctx.GetStub()
 	event, err := parseCanonical([]byte(eventJSON))
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	id, err := stringField(event, "record_id", recordIDRe)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	data, err := getRecord(stub, id)
 	if err != nil {
@@ -505,37 +505,37 @@ func (c *BlockImageContract) AddEvent(ctx contractapi.TransactionContextInterfac
 	}
 	kind, err := stringField(event, "kind", nil)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	switch kind {
 	case "transfer":
 		if _, err := stringField(event, "to", nil); err != nil {
-			return nil, err
+			return nil, invalid(err)
 		}
 		if _, err := stringField(event, "to_key", hex64Re); err != nil {
-			return nil, err
+			return nil, invalid(err)
 		}
 	case "note":
 		if _, err := stringField(event, "note", nil); err != nil {
-			return nil, err
+			return nil, invalid(err)
 		}
 	default:
-		return nil, fmt.Errorf("event kind %q is not one of transfer, note", kind)
+		return nil, refuse(CodeInvalid, "event kind %q is not one of transfer, note", kind)
 	}
 	for _, reserved := range []string{"at", "tx_id"} {
 		if _, present := event[reserved]; present {
-			return nil, fmt.Errorf("field %q is set by the ledger, not the client", reserved)
+			return nil, refuse(CodeInvalid, "field %q is set by the ledger, not the client", reserved)
 		}
 	}
 	if err := checkSignature(event, "signer_key"); err != nil {
-		return nil, fmt.Errorf("event on record %s: %v", id, err)
+		return nil, refuse(CodeInvalid, "event on record %s: %v", id, err)
 	}
 	owner, err := currentOwnerKey(stub, id, record)
 	if err != nil {
 		return nil, err
 	}
 	if event["signer_key"] != owner {
-		return nil, fmt.Errorf("event on record %s is not signed by its current owner", id)
+		return nil, refuse(CodeForbidden, "event on record %s is not signed by its current owner", id)
 	}
 	when, err := txTime(stub)
 	if err != nil {

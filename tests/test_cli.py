@@ -173,3 +173,24 @@ def test_sigkill_during_registration_never_corrupts_the_ledger(home, tmp_path):
                 assert node.verify(out).verdict == "authentic", out
         assert registered < now < len(images), f"round {round_}: kill did not land mid-batch"
         registered = now
+
+
+def test_a_configured_backbone_that_is_missing_is_one_line_not_a_traceback(home, photos):
+    result = CliRunner().invoke(
+        cli,
+        ["--home", str(home), "verify", str(photos["coffee"])],
+        env={"BLOCKIMAGE_BACKBONE": "resnet50"},
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("blockimage: error: ") and result.stderr.count("\n") == 1
+    assert "models import resnet50" in result.stderr
+
+
+def test_analyze_reads_through_the_node_limits_and_names_its_model(home, photos, monkeypatch):
+    result = run("analyze", str(photos["coffee"]), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["model"] == "efficientnet-lite0"
+    monkeypatch.setenv("BLOCKIMAGE_MAX_FILE_BYTES", "1000")
+    refused = run("--home", str(home), "analyze", str(photos["coffee"]))
+    assert refused.exit_code == 1 and "file too large" in refused.stderr
+    assert not home.exists()  # analyze reads a home's settings; it never creates one

@@ -6,12 +6,16 @@ import json
 
 from click.testing import CliRunner
 
+from blockimage import Node
 from blockimage.cli import cli
 
 
 def test_demo_registers_and_verifies_the_sample_photos(tmp_path):
+    home = tmp_path / "given-home"  # --home before the command is the demo's home
     result = CliRunner().invoke(
-        cli, ["demo", "--workdir", str(tmp_path), "--json"], catch_exceptions=False
+        cli,
+        ["--home", str(home), "demo", "--workdir", str(tmp_path / "work"), "--json"],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -30,3 +34,6 @@ def test_demo_registers_and_verifies_the_sample_photos(tmp_path):
     assert len(edits) == 5 and all(r["verdict"] == "tampered" and r["regions"] for r in edits)
     assert all(r["ok"] for r in rows)
     assert len({r["record_id"] for r in kinds["registered file"]}) == 5
+    with Node(home) as node:
+        assert node.ledger.size() == 5
+    assert not (tmp_path / "work" / "home").exists()

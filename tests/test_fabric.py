@@ -23,13 +23,14 @@ from tests.test_ledger_contract import OWNER, fresh
 
 from blockimage import Node
 from blockimage.cli import cli
+from blockimage.errors import DuplicateContentError
 from blockimage.ledger import (
     AuditFailure,
     DuplicateRecordError,
     LedgerError,
     RecordNotFoundError,
 )
-from blockimage.ledger.fabric import FabricLedger
+from blockimage.ledger.fabric import FabricLedger, refusal_error
 from blockimage.ledger.gateway import (
     CommitError,
     EndorsementError,
@@ -117,8 +118,29 @@ def test_the_chaincode_refuses_content_already_registered_under_another_id(ledge
     first = fresh()
     ledger.append(first)
     copy = fresh(sha256_pixels=first.sha256_pixels)
-    with pytest.raises(Exception, match=f"already registered as record {first.record_id}"):
+    with pytest.raises(
+        DuplicateContentError, match=f"already registered as record {first.record_id}"
+    ):
         ledger.append(copy)
+
+
+@pytest.mark.parametrize(
+    "message, kind",
+    [
+        ("NOT_FOUND: record 00000000deadbeef not found", RecordNotFoundError),
+        ("EXISTS: record 00000000deadbeef already exists", DuplicateRecordError),
+        ("DUPLICATE_CONTENT: record x: content ... is already registered", DuplicateContentError),
+        ("FORBIDDEN: event on record x is not signed by its current owner", LedgerError),
+        ('INVALID: field "cid" is missing or not a string', LedgerError),
+        # The peer's own words, not the contract's: never guessed from "not found".
+        ("chaincode definition for 'blockimage' not found", LedgerError),
+    ],
+)
+def test_refusals_become_errors_by_their_code_not_their_wording(message, kind):
+    error = refusal_error(EndorsementError(message), "GetRecord")
+    assert type(error) is kind
+    code, _, text = message.partition(": ")
+    assert text in str(error) and not str(error).startswith(code)
 
 
 # -- concurrency --------------------------------------------------------------------------------

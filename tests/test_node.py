@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pymerkle
@@ -13,11 +14,11 @@ from PIL import Image
 from tests.conftest import jpeg_bytes, png_bytes, tree_snapshot
 
 from blockimage import Node, watermark
+from blockimage.errors import DuplicateContentError
 from blockimage.imaging import InvalidImageError
 from blockimage.ledger import AuditFailure, RecordNotFoundError
 from blockimage.ledger.checkpoint import open_checkpoint
 from blockimage.ledger.merkle import leaf_hash
-from blockimage.node import DuplicateContentError
 from blockimage.records import Record, verify_record_signature
 from blockimage.storage.unixfs import cid_for_bytes
 from blockimage.watermark import WatermarkCapacityError
@@ -239,8 +240,10 @@ def test_registered_file_carries_the_record_id_as_its_watermark(node, photo_file
         payload, _ = watermark.extract(written, node.keys.watermark_key())
         assert payload == int(receipt.record.record_id, 16)
         wm = receipt.record.watermark
-        # NC is measured before error correction: a JPEG q95 save may flip a bit or two.
-        assert wm.psnr >= 40 and wm.ssim >= 0.98 and wm.nc >= 0.95
+        # NC is measured before error correction: a JPEG q95 save flips a few of the 156 coded
+        # bits (0-5 in 300 registrations of the rocket with random keys and ids; BCH corrects
+        # 10). 0.95 failed 3 % of runs; 0.9 allows 7 flips.
+        assert wm.psnr >= 40 and wm.ssim >= 0.98 and wm.nc >= 0.9
 
 
 def test_image_too_small_for_the_watermark_is_refused_and_nothing_written(
@@ -296,16 +299,32 @@ def test_a_slightly_cropped_copy_is_found_by_pdq_and_confirmed_by_pixels(node, p
     assert verdict.record_id == receipt.record.record_id
 
 
-def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file, monkeypatch):
-    from blockimage.index import PdqMatch
+def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file):
+    from blockimage.matchers import MatcherParts
+    from blockimage.matchers.exact import ExactHashMatcher
+    from blockimage.matchers.pdq import PdqMatch, PdqMatcher
+    from blockimage.verification import Verifier
 
     receipt = node.register(photo_file("astronaut"), owner="alice")
-    # Pretend the index proposes the astronaut for an unrelated photo at a loose distance.
-    monkeypatch.setattr(
-        node.index, "nearest", lambda pdq, **kw: [PdqMatch(receipt.record.record_id, 80)]
+
+    class ProposingPdq(PdqMatcher):
+        """The real PDQ matcher over an index that proposes the astronaut for any photo."""
+
+        def index(self):
+            return SimpleNamespace(
+                nearest=lambda pdq, **kw: [PdqMatch(receipt.record.record_id, 80)]
+            )
+
+    parts = MatcherParts(node.ledger, node.storage, node.home / "index.db", 10**8)
+    verifier = Verifier(
+        node.ledger,
+        node.storage,
+        [ExactHashMatcher(parts), ProposingPdq(parts)],
+        watermark_key=node.keys.watermark_key(),
+        max_pixels=10**8,
     )
-    other = np.asarray(Image.open(photo_file("coffee")).convert("RGB"))
-    verdict = node.verify(other)
+    other = node.load(photo_file("coffee"))
+    verdict = verifier.verify(other).verdict
     assert verdict.verdict == "unknown"
     assert any("different picture" in line for line in verdict.explanation)
 
@@ -341,7 +360,8 @@ def test_keypoint_index_is_rebuilt_from_storage_when_rows_are_missing(home, phot
     with Node(home) as first:
         receipt = first.register(photo_file("chelsea"), owner="alice")
     db = sqlite3.connect(home / "index.db")
-    db.execute("DELETE FROM keypoints")
+    db.execute("DELETE FROM keypoint_signatures")
+    db.execute("DELETE FROM index_progress")
     db.commit()
     db.close()
     with Node(home) as second:  # sync recomputes the signature from the stored image

@@ -45,6 +45,12 @@ def test_canonical_json_sorts_keys_and_keeps_utf8():
     assert canonical_json({"b": 1, "a": ["é", None, 1.5]}) == '{"a":["é",null,1.5],"b":1}'.encode()
 
 
+def test_canonical_json_writes_numbers_as_python_does_not_as_rfc_8785():
+    # records.py says so: the signatures of existing records cover these bytes. RFC 8785
+    # would write 1 and 100000000000000000000 where Python writes 1.0 and 1e+20.
+    assert canonical_json({"b": 1.0, "a": 1e20}) == b'{"a":1e+20,"b":1.0}'
+
+
 def test_canonical_json_refuses_nan():
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})

@@ -12,6 +12,7 @@ log entry) and later verify any image against what was registered.
 
 __version__ = "0.1.0"
 
+from .errors import BlockImageError  # noqa: E402
 from .node import Node  # noqa: E402
 
-__all__ = ["Node", "__version__"]
+__all__ = ["BlockImageError", "Node", "__version__"]

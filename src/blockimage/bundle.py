@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import dag_cbor
 from multiformats import CID
 
+from .errors import BlockImageError
 from .ledger.checkpoint import InvalidCheckpointError, open_checkpoint
 from .ledger.merkle import InvalidInclusionProofError, leaf_hash, verify_inclusion
 from .records import (
@@ -43,7 +44,7 @@ __all__ = ["make_bundle", "verify_bundle", "BundleReport", "InvalidBundleError"]
 _TYPE = "blockimage-evidence/1"
 
 
-class InvalidBundleError(ValueError):
+class InvalidBundleError(BlockImageError, ValueError):
     """The bundle is malformed, or one of its proofs fails (the message says which)."""
 
 

@@ -1,7 +1,8 @@
-"""The ``blockimage`` command line (CONTRACT.md: Commands). Thin: parse, call Node, render.
+"""The ``blockimage`` command line (README: Usage). Thin: parse, call Node, render.
 
 Exit status: 0 when the command did its job (a verdict of ``tampered`` or ``unknown`` included),
-1 for a problem with the input or a failed integrity check (one line on stderr), 2 for usage.
+1 for a problem with the input or a failed integrity check (one line on stderr: every
+:class:`~blockimage.errors.BlockImageError`), 2 for usage.
 """
 
 from __future__ import annotations
@@ -16,39 +17,15 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .config import ConfigError
+from .errors import BlockImageError
 from .files import write_atomic
-from .imaging import InvalidImageError
-from .keys import OWNER_NAME_RE, InvalidOwnerError
-from .ledger import AuditFailure, LedgerError, RecordNotFoundError
-from .node import (
-    BackendUnavailableError,
-    DuplicateContentError,
-    Node,
-    WatermarkNotRecoverableError,
-)
-from .records import RECORD_ID_RE, Receipt, Record, RecordFormatError, Verdict
-from .storage import StorageError
+from .keys import OWNER_NAME_RE
+from .ledger import AuditFailure
+from .node import Node
+from .records import RECORD_ID_RE, Receipt, Record, Verdict
 from .storage.unixfs import parse_cid
-from .watermark import WatermarkCapacityError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Failures that are the user's input or the state they asked about: exit 1, one line.
-_USER_ERRORS = (
-    InvalidImageError,
-    InvalidOwnerError,
-    DuplicateContentError,
-    RecordNotFoundError,
-    AuditFailure,
-    ConfigError,
-    BackendUnavailableError,
-    StorageError,
-    LedgerError,
-    RecordFormatError,
-    WatermarkCapacityError,
-    WatermarkNotRecoverableError,
-)
 
 
 class OwnerName(click.ParamType):
@@ -138,7 +115,7 @@ def _node(home: Path | None) -> Iterator[Node]:
 def _errors() -> Iterator[None]:
     try:
         yield
-    except _USER_ERRORS as exc:
+    except BlockImageError as exc:
         click.echo(f"blockimage: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
@@ -288,32 +265,34 @@ def _print_verdict(v: Verdict) -> None:
 # -- analyze --------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document.")
+@_common
 @click.pass_context
-def analyze(ctx: click.Context, image: Path, as_json: bool | None) -> None:
-    """Content tags and blind tamper score of IMAGE (no registration, no node home needed)."""
+def analyze(ctx: click.Context, image: Path, home: Path | None, as_json: bool | None) -> None:
+    """Content tags and blind tamper score of IMAGE (no registration; the home is only read,
+    for its backbone and limits, and not created)."""
     from .analysis import analyze_image
-    from .imaging import decode_image
+    from .analysis.classifier import backbone_model
+    from .config import load_settings, resolve_home
+    from .inputs import load_image
 
-    _, as_json = _opts(ctx, None, as_json)
+    home, as_json = _opts(ctx, home, as_json)
     with _errors():
-        try:
-            data = image.read_bytes()
-        except OSError as exc:
-            raise InvalidImageError(f"{image}: {exc.strerror or exc}") from None
-        try:
-            pixels = decode_image(data).pixels
-        except InvalidImageError as exc:
-            raise InvalidImageError(f"{image}: {exc}") from None
-        analysis = analyze_image(pixels)
-        tags, score = analysis.tags, analysis.blind_tamper_score
+        root = resolve_home(home)
+        settings = load_settings(root)
+        item = load_image(
+            image, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes
+        )
+        analysis = analyze_image(
+            item.image.pixels, backbone_model(settings.backbone, root / "models")
+        )
+    tags, score = analysis.tags, analysis.blind_tamper_score
     if as_json:
         _print_json(
             {
                 "image": str(image),
                 "tags": [vars(t) for t in tags],
                 "blind_tamper_score": round(score, 3),
-                "model": "efficientnet-lite0",
+                "model": analysis.model,
             }
         )
         return
@@ -338,16 +317,12 @@ def models_import(
     ctx: click.Context, name: str, weights: Path, home: Path | None, as_json: bool | None
 ) -> None:
     """Convert torchvision WEIGHTS (.pth) of NAME to ONNX in the node home."""
-    from .analysis.convert import ConversionUnavailableError, import_resnet50
+    from .analysis.convert import import_resnet50
     from .config import resolve_home
 
     home, as_json = _opts(ctx, home, as_json)
-    target = resolve_home(home) / "models"
-    try:
-        path = import_resnet50(weights, target)
-    except ConversionUnavailableError as exc:
-        click.echo(f"blockimage: error: {exc}", err=True)
-        sys.exit(1)
+    with _errors():
+        path = import_resnet50(weights, resolve_home(home) / "models")
     if as_json:
         _print_json({"backbone": name, "model": str(path)})
     else:
@@ -523,7 +498,7 @@ def demo(ctx: click.Context, workdir: Path | None, home: Path | None, as_json: b
     """Register sample photos, make re-encoded and edited copies, verify them, print a table."""
     from .demo import run_demo
 
-    _, as_json = _opts(ctx, home, as_json)
+    home, as_json = _opts(ctx, home, as_json)
     with _errors():
         rows = run_demo(
             workdir,

@@ -5,7 +5,7 @@ benign processing (re-encoding, resizing, small crops, global tone and colour ch
 a local content change, and where. Pure functions on RGB uint8 arrays (OpenCV, scikit-image);
 no I/O.
 
-1. Geometry. Both images are brought to a working resolution (long side <= 768 px). When the
+1. Geometry. Both images are brought to the working resolution (``imaging.WORK_SIDE``). When the
    aspect ratios agree the registered image is resized onto the suspect's frame; otherwise, or
    when that fits badly, ORB features matched with a ratio test and a RANSAC similarity
    transform (rotation, scale, translation) warp the registered image onto the suspect, and
@@ -28,12 +28,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .imaging import work_image
+from .keypoints import detect, ratio_matches, similarity_transform
 from .quality import psnr, ssim
-from .records import Region
+from .records import AlignedBy, Region
 
-__all__ = ["Comparison", "compare", "WORK_SIDE"]
+__all__ = ["Comparison", "compare"]
 
-WORK_SIDE = 768
 _FLOOR = 1.6  # minimum normalised difference that can count as a change
 _MAD_K = 8.0
 _MIN_AREA_FRACTION = 0.0008  # of the working image (~470 px at 768 x 768)
@@ -49,15 +50,10 @@ class Comparison:
     heat: np.ndarray  # float32, suspect size: normalised difference (0 = none)
     psnr: float  # aligned, tone-normalised suspect vs registered
     ssim: float
-    aligned_by: str  # "resize" | "features" | "none"
+    aligned_by: AlignedBy
     changed_fraction: float
     covered_fraction: float  # share of the suspect the registered image covers
     same_picture: bool  # False when the typical pixel differs: another picture, or a repaint
-
-
-def _work_size(h: int, w: int) -> tuple[int, int]:
-    scale = min(1.0, WORK_SIDE / max(h, w))
-    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -67,25 +63,17 @@ def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _features_transform(suspect: np.ndarray, registered: np.ndarray) -> np.ndarray | None:
     """A 2x3 similarity transform mapping registered -> suspect pixels, or None."""
-    orb = cv2.ORB.create(nfeatures=2000)
-    gs = cv2.cvtColor(suspect, cv2.COLOR_RGB2GRAY)
-    gr = cv2.cvtColor(registered, cv2.COLOR_RGB2GRAY)
-    ks, ds = orb.detectAndCompute(gs, None)
-    kr, dr = orb.detectAndCompute(gr, None)
-    if ds is None or dr is None or len(ks) < 10 or len(kr) < 10:
+    points_s, desc_s = detect(cv2.cvtColor(suspect, cv2.COLOR_RGB2GRAY), 2000)
+    points_r, desc_r = detect(cv2.cvtColor(registered, cv2.COLOR_RGB2GRAY), 2000)
+    if len(points_s) < 10 or len(points_r) < 10:
         return None
-    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(dr, ds, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
-    if len(good) < 12:
+    pairs = ratio_matches(desc_r, desc_s)
+    if len(pairs) < 12:
         return None
-    src = np.array([kr[m.queryIdx].pt for m in good], dtype=np.float32)
-    dst = np.array([ks[m.trainIdx].pt for m in good], dtype=np.float32)
-    matrix, inliers = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0, maxIters=4000
+    matrix, inliers = similarity_transform(
+        points_r[pairs[:, 0]], points_s[pairs[:, 1]], threshold=2.0, max_iters=4000
     )
-    if matrix is None or inliers is None or int(inliers.sum()) < 12:
-        return None
-    return matrix
+    return matrix if inliers >= 12 else None
 
 
 def _fit_tone(src: np.ndarray, dst: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -180,15 +168,15 @@ def _change_map(suspect: np.ndarray, original: np.ndarray, valid: np.ndarray) ->
 def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
     """Compare ``suspect`` with ``registered`` (both RGB uint8). See the module docstring."""
     sh, sw = suspect.shape[:2]
-    size = _work_size(sh, sw)
-    s_work = _resize(suspect, size)
+    s_work = work_image(suspect)
+    size = (s_work.shape[1], s_work.shape[0])
     rh, rw = registered.shape[:2]
     aspect_gap = abs(sw / sh - rw / rh) / (rw / rh)
     valid = np.ones((size[1], size[0]), dtype=bool)
-    aligned_by = "resize"
+    aligned_by: AlignedBy = "resize"
     r_work = _resize(registered, size)
     if aspect_gap > 0.01 or _poor_fit(s_work, r_work):
-        r_scaled = _resize(registered, _work_size(rh, rw))
+        r_scaled = work_image(registered)
         matrix = _features_transform(s_work, r_scaled)
         if matrix is not None:
             r_work = cv2.warpAffine(

@@ -10,27 +10,34 @@ import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from .imaging import DEFAULT_MAX_PIXELS
+from .errors import BlockImageError
+from .imaging import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 
 __all__ = [
     "Settings",
     "ConfigError",
+    "StorageBackend",
+    "LedgerBackend",
+    "Backbone",
     "resolve_home",
     "load_settings",
     "read_fabric_env",
     "DEFAULT_CONFIG",
 ]
 
-STORAGE_BACKENDS = ("local", "kubo")
-LEDGER_BACKENDS = ("merkle", "fabric")
-BACKBONES = ("efficientnet-lite0", "resnet50")
+StorageBackend = Literal["local", "kubo"]
+LedgerBackend = Literal["merkle", "fabric"]
+Backbone = Literal["efficientnet-lite0", "resnet50"]
+STORAGE_BACKENDS: tuple[StorageBackend, ...] = get_args(StorageBackend)
+LEDGER_BACKENDS: tuple[LedgerBackend, ...] = get_args(LedgerBackend)
+BACKBONES: tuple[Backbone, ...] = get_args(Backbone)
 FABRIC_SETTINGS = (
     "gateway",
     "msp_id",
@@ -68,23 +75,23 @@ backbone = "efficientnet-lite0"       # or "resnet50" (`blockimage models import
 
 [limits]
 max_pixels = {DEFAULT_MAX_PIXELS}            # decompression-bomb guard (width x height)
-max_file_bytes = 268435456           # largest input file read (256 MiB)
+max_file_bytes = {DEFAULT_MAX_FILE_BYTES}           # largest input file read (256 MiB)
 """
 
 
-class ConfigError(ValueError):
+class ConfigError(BlockImageError, ValueError):
     """The configuration file or an environment variable has an invalid value."""
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    storage: str = "local"
+    storage: StorageBackend = "local"
     kubo_api: str = "http://127.0.0.1:5001"
-    ledger: str = "merkle"
-    backbone: str = "efficientnet-lite0"
+    ledger: LedgerBackend = "merkle"
+    backbone: Backbone = "efficientnet-lite0"
     max_pixels: int = DEFAULT_MAX_PIXELS
-    max_file_bytes: int = 256 * 1024 * 1024
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     fabric: dict[str, str] = field(default_factory=dict)  # FABRIC_SETTINGS -> value
 
 

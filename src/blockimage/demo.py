@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import BlockImageError
 from .evaluation import TAMPER_KINDS, tampered_variant
 from .node import Node
 
-__all__ = ["run_demo", "DemoRow", "sample_photos"]
+__all__ = ["run_demo", "DemoRow", "sample_photos", "SamplePhotosMissingError"]
 
 # (file in skimage/data, short name); all real photographs shipped with scikit-image.
 _SAMPLES = (
@@ -33,6 +34,10 @@ _SAMPLES = (
     ("motorcycle_left.png", "motorcycle"),
 )
 _UNREGISTERED = ("hubble_deep_field.jpg", "hubble")
+
+
+class SamplePhotosMissingError(BlockImageError, FileNotFoundError):
+    """scikit-image's sample photos are not installed (a stripped scikit-image?)."""
 
 
 @dataclass
@@ -59,7 +64,9 @@ def sample_photos() -> list[tuple[Path, str]]:
     photos = [(root / name, short) for name, short in _SAMPLES]
     missing = [str(p) for p, _ in photos if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"scikit-image sample photos not found: {', '.join(missing)}")
+        raise SamplePhotosMissingError(
+            f"scikit-image sample photos not found: {', '.join(missing)}; reinstall scikit-image"
+        )
     return photos
 
 

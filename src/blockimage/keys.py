@@ -15,13 +15,19 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["KeyStore", "OWNER_NAME_RE", "InvalidOwnerError", "check_owner_name"]
+from .errors import BlockImageError
+
+__all__ = ["KeyStore", "OWNER_NAME_RE", "InvalidOwnerError", "KeyFileError", "check_owner_name"]
 
 OWNER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
-class InvalidOwnerError(ValueError):
+class InvalidOwnerError(BlockImageError, ValueError):
     """An owner name is not usable (it names a key file and appears in records)."""
+
+
+class KeyFileError(BlockImageError, ValueError):
+    """A key file in the home is unreadable or does not hold a key of the expected kind."""
 
 
 def check_owner_name(name: str) -> str:
@@ -59,17 +65,23 @@ class KeyStore:
                 serialization.NoEncryption(),
             )
             _create_private_file(path, pem)
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise KeyFileError(f"{path} is not a readable PEM private key ({exc})") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} does not hold an Ed25519 private key")
+            raise KeyFileError(f"{path} does not hold an Ed25519 private key")
         return key
 
     def _secret(self, path: Path, size: int) -> bytes:
         if not path.exists():
             _create_private_file(path, secrets.token_bytes(size).hex().encode() + b"\n")
-        value = bytes.fromhex(path.read_text().strip())
+        try:
+            value = bytes.fromhex(path.read_text().strip())
+        except (ValueError, UnicodeDecodeError):
+            value = b""
         if len(value) != size:
-            raise ValueError(f"{path} should hold {size} bytes in hex")
+            raise KeyFileError(f"{path} should hold {size} bytes in hex")
         return value
 
 

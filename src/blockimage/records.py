@@ -1,8 +1,11 @@
 """The data model: records, receipts and verdicts, their canonical JSON, and Ed25519 signatures.
 
-A :class:`Record` is what the ledger stores. Its *canonical* encoding is JSON with sorted keys,
-no insignificant whitespace, UTF-8 (no ASCII escaping) — the same rules as RFC 8785 for the
-values we use (strings, integers, floats rounded at creation, lists, objects, null). The owner
+A :class:`Record` is what the ledger stores. Its *canonical* encoding is Python's ``json.dumps``
+with sorted keys, no insignificant whitespace and UTF-8 (no ASCII escaping). That is close to
+RFC 8785 (JCS) but **not** RFC 8785: numbers are written as Python writes them (``1.0`` where
+JCS writes ``1``, and other floats differ), and keys are sorted by code point rather than by
+UTF-16 code units (the same order for the ASCII keys records use). The chaincode re-encodes
+with the same rules. The owner
 signs the canonical encoding of the record *without* its ``signature`` field (Ed25519, RFC 8032);
 the ledger leaf is the canonical encoding of the record *with* the signature, so a third party
 who holds the leaf bytes can check both the signature and the Merkle inclusion proof.
@@ -16,10 +19,12 @@ import base64
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import BlockImageError
 
 __all__ = [
     "RECORD_ID_RE",
@@ -34,6 +39,9 @@ __all__ = [
     "Region",
     "Verdict",
     "VERDICTS",
+    "VerdictKind",
+    "MatchedBy",
+    "AlignedBy",
     "canonical_json",
     "sign_record",
     "verify_record_signature",
@@ -44,19 +52,29 @@ __all__ = [
 
 RECORD_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-VERDICTS = ("authentic", "benign", "tampered", "unknown")
+# authentic = the same pixels as registered; benign = the registered image after re-encoding,
+# resizing or global colour changes; tampered = local content changed; unknown = no match.
+VerdictKind = Literal["authentic", "benign", "tampered", "unknown"]
+VERDICTS: tuple[VerdictKind, ...] = get_args(VerdictKind)
+# Which evidence found the record: the name of the matcher (blockimage.matchers) that proposed it.
+MatchedBy = Literal[
+    "sha256_file", "original_sha256_file", "sha256_pixels", "watermark", "pdq", "keypoints"
+]
+# How the suspect was put on the original's frame before the pixel comparison.
+AlignedBy = Literal["resize", "features", "none"]
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(BlockImageError, ValueError):
     """A record document is missing fields or has values of the wrong form."""
 
 
-class InvalidRecordSignatureError(ValueError):
+class InvalidRecordSignatureError(BlockImageError, ValueError):
     """The owner's Ed25519 signature does not verify over the record's canonical bytes."""
 
 
 def canonical_json(value: Any) -> bytes:
-    """Encode ``value`` as canonical JSON bytes (sorted keys, no whitespace, UTF-8).
+    """Encode ``value`` as this project's canonical JSON (sorted keys, no whitespace, UTF-8;
+    not RFC 8785, see the module docstring).
 
     Floats must be finite; NaN and infinities have no JSON form and are refused.
     """
@@ -334,8 +352,8 @@ class Region:
 class Verdict:
     """The answer of ``verify``: what the image is, what it matched, and the evidence."""
 
-    verdict: str
-    matched_by: str | None = None
+    verdict: VerdictKind
+    matched_by: MatchedBy | None = None
     record_id: str | None = None
     record: Receipt | None = None
     similarity: Similarity = field(default_factory=Similarity)

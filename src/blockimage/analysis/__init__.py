@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..records import Tag
 from .blind import ModelNotFoundError, load_model
-from .classifier import load_classifier
+from .classifier import DEFAULT_MODEL, load_classifier
 from .forensics import forensic_features
 
 __all__ = ["Analysis", "analyze_image", "blind_tamper_score", "ModelNotFoundError"]
@@ -22,24 +23,29 @@ __all__ = ["Analysis", "analyze_image", "blind_tamper_score", "ModelNotFoundErro
 class Analysis:
     tags: tuple[Tag, ...]
     blind_tamper_score: float
+    model: str  # the backbone that gave the tags
 
 
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockimage-analysis")
 
 
-def analyze_image(rgb: np.ndarray) -> Analysis:
-    """Content tags and blind tamper score of an RGB uint8 image.
+def analyze_image(rgb: np.ndarray, tag_model: Path = DEFAULT_MODEL) -> Analysis:
+    """Content tags (from ``tag_model``) and blind tamper score of an RGB uint8 image.
 
-    The classifier runs in a worker thread while the forensic features are computed here:
+    The blind model was trained on the default backbone's features, so the score always uses
+    that backbone; a configured other backbone (``models import``) gives the tags. The
+    classifier runs in a worker thread while the forensic features are computed here:
     onnxruntime and OpenCV release the GIL, so on two cores the two overlap.
     """
     classifier = load_classifier()
+    tagger = load_classifier(tag_model)
     model = load_model()
     pending = _POOL.submit(classifier.predict, rgb)
     forensic = forensic_features(rgb)
     prediction = pending.result()
     score = model.score(forensic, prediction.features)
-    return Analysis(classifier.tags(prediction), round(score, 3))
+    tagged = prediction if tagger is classifier else tagger.predict(rgb)
+    return Analysis(tagger.tags(tagged), round(score, 3), tagger.name)
 
 
 def blind_tamper_score(rgb: np.ndarray) -> float:

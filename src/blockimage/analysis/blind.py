@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BlockImageError
 from .forensics import FEATURE_NAMES
 
 __all__ = ["MODEL_PATH", "BlindModel", "ModelNotFoundError", "load_model", "log_compress"]
@@ -23,7 +24,7 @@ __all__ = ["MODEL_PATH", "BlindModel", "ModelNotFoundError", "load_model", "log_
 MODEL_PATH = Path(__file__).with_name("blind_model.json")
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(BlockImageError, FileNotFoundError):
     """A model file is missing or does not fit this version's features."""
 
 

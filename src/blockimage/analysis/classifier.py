@@ -25,10 +25,19 @@ from PIL import Image
 from ..records import Tag
 from .blind import ModelNotFoundError
 
-__all__ = ["Classifier", "load_classifier", "classify", "DEFAULT_MODEL", "Prediction"]
+__all__ = [
+    "Classifier",
+    "load_classifier",
+    "classify",
+    "backbone_model",
+    "DEFAULT_BACKBONE",
+    "DEFAULT_MODEL",
+    "Prediction",
+]
 
 _HERE = Path(__file__).parent
-DEFAULT_MODEL = _HERE / "models" / "efficientnet-lite0.onnx"
+DEFAULT_BACKBONE = "efficientnet-lite0"
+DEFAULT_MODEL = _HERE / "models" / f"{DEFAULT_BACKBONE}.onnx"
 _LABELS = _HERE / "imagenet_labels.json"
 _SIZE = 224
 
@@ -118,6 +127,20 @@ class Classifier:
             if broad[j] >= broader_min and name not in seen:
                 out.append(Tag(name, round(float(min(broad[j], 1.0)), 4)))
         return tuple(out)
+
+
+def backbone_model(backbone: str, models_dir: Path) -> Path:
+    """The ONNX file of a configured backbone: the shipped default, or one imported into
+    ``models_dir`` by ``blockimage models import``; :class:`ModelNotFoundError` if missing."""
+    if backbone == DEFAULT_BACKBONE:
+        return DEFAULT_MODEL
+    path = models_dir / f"{backbone}.onnx"
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"backbone {backbone} is configured but {path} is missing: "
+            f"run `blockimage models import {backbone} WEIGHTS.pth`"
+        )
+    return path
 
 
 @lru_cache(maxsize=2)

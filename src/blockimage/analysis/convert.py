@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import BlockImageError
+
 __all__ = ["import_resnet50", "ConversionUnavailableError"]
 
 _MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 _STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 
 
-class ConversionUnavailableError(RuntimeError):
+class ConversionUnavailableError(BlockImageError, RuntimeError):
     """The conversion needs packages that are not installed, or the weights do not fit."""
 
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "forensic_features", "work_image"]
+from ..imaging import work_image
+from ..keypoints import detect
 
-_WORK_SIDE = 768
+__all__ = ["FEATURE_NAMES", "forensic_features"]
+
 _BLOCK = 32
 _CLONE_KEYPOINTS = 3000
 # Self-matching 5000 binary descriptors by brute force is quadratic (~80 ms); FLANN's LSH index
@@ -34,15 +36,6 @@ _LSH: dict[str, bool | int | float | str] = {
     "key_size": 12,
     "multi_probe_level": 1,
 }
-
-
-def work_image(rgb: np.ndarray) -> np.ndarray:
-    """The image at the working size (long side <= 768), as the features see it."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, _WORK_SIDE / max(h, w))
-    if scale == 1.0:
-        return rgb
-    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
 def _blocks(plane: np.ndarray, size: int = _BLOCK) -> np.ndarray:
@@ -128,10 +121,10 @@ def _local_anomaly(value: np.ndarray, texture: np.ndarray) -> list[float]:
 
 
 def _copy_move(grey: np.ndarray) -> list[float]:
-    orb = cv2.ORB.create(nfeatures=_CLONE_KEYPOINTS, fastThreshold=10)
-    keypoints, descriptors = orb.detectAndCompute(grey, None)
-    if descriptors is None or len(keypoints) < 10:
+    points, descriptors = detect(grey, _CLONE_KEYPOINTS, fast_threshold=10)
+    if len(points) < 10:
         return [0.0, 0.0]
+    points = points.astype(np.float64)  # offsets in double precision, as the model was trained
     matcher = cv2.FlannBasedMatcher(_LSH, {"checks": 32})
     pairs = matcher.knnMatch(descriptors, descriptors, k=2)  # itself and its best other
     offsets = []
@@ -140,15 +133,15 @@ def _copy_move(grey: np.ndarray) -> list[float]:
             # An exact clone ties with the keypoint itself at distance 0: skip self by index.
             if m.trainIdx == m.queryIdx or m.distance > 40:
                 continue
-            a, b = keypoints[m.queryIdx].pt, keypoints[m.trainIdx].pt
-            d = (b[0] - a[0], b[1] - a[1])
+            a, b = points[m.queryIdx], points[m.trainIdx]
+            d = (float(b[0] - a[0]), float(b[1] - a[1]))
             if d[0] * d[0] + d[1] * d[1] > 400 and (d[0] > 0 or (d[0] == 0 and d[1] > 0)):
                 offsets.append(d)
     if not offsets:
         return [0.0, 0.0]
     quantised = np.round(np.array(offsets) / 6.0).astype(np.int64)
     _, counts = np.unique(quantised, axis=0, return_counts=True)
-    return [float(counts.max()), float(len(offsets)) / len(keypoints)]
+    return [float(counts.max()), float(len(offsets)) / len(points)]
 
 
 FEATURE_NAMES: tuple[str, ...] = (

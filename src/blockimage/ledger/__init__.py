@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..errors import BackendUnavailableError, BlockImageError
 from ..records import FabricProof, LogProof, Record
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ..config import Settings
 
 __all__ = [
     "Ledger",
@@ -23,10 +29,11 @@ __all__ = [
     "RecordNotFoundError",
     "AuditFailure",
     "AuditReport",
+    "open_ledger",
 ]
 
 
-class LedgerError(RuntimeError):
+class LedgerError(BlockImageError, RuntimeError):
     """The ledger refused or failed an operation."""
 
 
@@ -90,3 +97,22 @@ class Ledger(Protocol):
     def audit(self) -> AuditReport:
         """Re-verify every record and the tree; raise :class:`AuditFailure` at the first fault."""
         ...
+
+
+def open_ledger(settings: Settings, node_key: Ed25519PrivateKey, *, origin: str) -> Ledger:
+    """The ledger backend the settings name (``[ledger] backend``, ``BLOCKIMAGE_LEDGER``).
+
+    ``node_key`` signs the embedded log's checkpoints, which name the log ``origin``.
+    """
+    if settings.ledger == "fabric":
+        try:
+            from .fabric import FabricLedger, FabricSettings
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the Fabric ledger needs its client libraries ({exc.name}): "
+                "pip install 'blockimage[fabric]'"
+            ) from None
+        return FabricLedger(FabricSettings.from_mapping(settings.fabric))
+    from .log import MerkleLog
+
+    return MerkleLog(settings.home / "ledger.db", node_key, origin=origin)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..errors import BlockImageError
+
 __all__ = [
     "Checkpoint",
     "InvalidCheckpointError",
@@ -31,7 +33,7 @@ _ALG_ED25519 = b"\x01"
 _SIG_PREFIX = "\u2014 "  # em dash and a space
 
 
-class InvalidCheckpointError(ValueError):
+class InvalidCheckpointError(BlockImageError, ValueError):
     """A checkpoint is malformed or its signature does not verify."""
 
 

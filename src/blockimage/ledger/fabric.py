@@ -11,8 +11,10 @@ Protocol needs on top:
   validation code, and the exact record bytes written, which :meth:`FabricLedger.proof` checks
   against the block fetched from the peer's ledger (qscc);
 * MVCC / phantom-read conflicts are retried with a fresh proposal;
-* the chaincode's refusal becomes :class:`DuplicateRecordError` / :class:`RecordNotFoundError` /
-  :class:`LedgerError` with the chaincode's own message.
+* the chaincode's refusal becomes our error type by its code (``chaincode/refusal.go``), in
+  one place (:func:`refusal_error`): ``NOT_FOUND`` -> :class:`RecordNotFoundError`, ``EXISTS``
+  -> :class:`DuplicateRecordError`, ``DUPLICATE_CONTENT`` -> :class:`DuplicateContentError`,
+  anything else -> :class:`LedgerError`, each with the chaincode's own message.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..config import FABRIC_SETTINGS
+from ..errors import BlockImageError, DuplicateContentError
 from ..records import (
     FabricProof,
     InvalidRecordSignatureError,
@@ -38,10 +41,31 @@ from ..records import (
 from . import AuditFailure, AuditReport, DuplicateRecordError, LedgerError, RecordNotFoundError
 from .gateway import CommitError, EndorsementError, Gateway, GatewayError, find_transaction
 
-__all__ = ["FabricLedger", "FabricSettings"]
+__all__ = ["FabricLedger", "FabricSettings", "refusal_error"]
 
 PAGE = 500
 MAX_ATTEMPTS = 6
+
+# The chaincode's refusal codes (chaincode/refusal.go) and the errors they become.
+_REFUSALS: dict[str, type[BlockImageError]] = {
+    "NOT_FOUND": RecordNotFoundError,
+    "EXISTS": DuplicateRecordError,
+    "DUPLICATE_CONTENT": DuplicateContentError,
+    "INVALID": LedgerError,
+    "FORBIDDEN": LedgerError,
+}
+
+
+def refusal_error(exc: EndorsementError, action: str) -> BlockImageError:
+    """The error for a refused proposal, chosen by the chaincode's code; ``action`` says what
+    was refused ("GetRecord", "the record", ...) for refusals without a more precise type."""
+    code, sep, text = exc.message.partition(": ")
+    kind = _REFUSALS.get(code) if sep else None
+    if kind is None:  # not the contract's own refusal: the peer's, or the shim's
+        return LedgerError(f"the Fabric peer refused {action}: {exc.message}")
+    if kind is LedgerError:
+        return LedgerError(f"the chaincode refused {action}: {text}")
+    return kind(text)
 
 
 class FabricSettings:
@@ -109,11 +133,7 @@ class FabricLedger:
         try:
             return self._gateway.evaluate(function, *args)
         except EndorsementError as exc:
-            if exc.message.endswith("not found"):
-                raise RecordNotFoundError(exc.message) from None
-            raise LedgerError(
-                f"chaincode {self.settings.chaincode} refused {function}: {exc}"
-            ) from None
+            raise refusal_error(exc, function) from None
 
     def _record(self, leaf: bytes) -> Record:
         record = Record.from_leaf(leaf)
@@ -138,9 +158,7 @@ class FabricLedger:
                 committed = self._gateway.submit("RegisterRecord", leaf, when=when)
                 break
             except EndorsementError as exc:
-                if "already exists" in exc.message:
-                    raise DuplicateRecordError(exc.message) from None
-                raise LedgerError(f"the chaincode refused the record: {exc.message}") from None
+                raise refusal_error(exc, "the record") from None
             except CommitError as exc:
                 if not exc.conflict or attempt == MAX_ATTEMPTS:
                     raise LedgerError(str(exc)) from None
@@ -207,9 +225,7 @@ class FabricLedger:
         try:
             committed = self._gateway.submit("AddEvent", canonical_json(event))
         except EndorsementError as exc:
-            if exc.message.endswith("not found"):
-                raise RecordNotFoundError(exc.message) from None
-            raise LedgerError(f"the chaincode refused the event: {exc.message}") from None
+            raise refusal_error(exc, "the event") from None
         return dict(json.loads(committed.result))
 
     def events(self, record_id: str) -> list[dict]:

@@ -187,7 +187,9 @@ class Gateway:
         self.creator = identities_pb2.SerializedIdentity(
             mspid=msp_id, id_bytes=cert_pem
         ).SerializeToString()
-        options = [("grpc.max_receive_message_length", 100 * 1024 * 1024)]
+        options: list[tuple[str, int | str]] = [
+            ("grpc.max_receive_message_length", 100 * 1024 * 1024)
+        ]
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
         self._channel = grpc.secure_channel(

@@ -231,12 +231,6 @@ class MerkleLog:
             raise LedgerError(f"the log has {self.size()} leaves, not {second}")
         return [h.hex() for h in consistency_path(first, second, self._subtree)]
 
-    def latest_checkpoint(self) -> str | None:
-        row = self._db.execute(
-            "SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else row[0]
-
     # -- audit ------------------------------------------------------------------------------------
     def audit(self) -> AuditReport:
         """Re-verify the log from its raw rows; raise :class:`AuditFailure` at the first fault.

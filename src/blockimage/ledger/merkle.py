@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
+from ..errors import BlockImageError
+
 __all__ = [
     "LEAF_HASH_PREFIX",
     "NODE_HASH_PREFIX",
@@ -40,11 +42,11 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 SubtreeHash = Callable[[int, int], bytes]
 
 
-class InvalidInclusionProofError(ValueError):
+class InvalidInclusionProofError(BlockImageError, ValueError):
     """An inclusion proof does not lead from the leaf to the expected root."""
 
 
-class InvalidConsistencyProofError(ValueError):
+class InvalidConsistencyProofError(BlockImageError, ValueError):
     """A consistency proof does not show the smaller tree is a prefix of the larger."""
 
 

@@ -7,12 +7,17 @@ default is :class:`~blockimage.storage.local.LocalBlockstore`; CIDs are those of
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["Storage", "StorageError", "ContentNotFoundError"]
+from ..errors import BlockImageError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["Storage", "StorageError", "ContentNotFoundError", "open_storage"]
 
 
-class StorageError(RuntimeError):
+class StorageError(BlockImageError, RuntimeError):
     """The storage backend failed (unreachable, corrupt content, refused write)."""
 
 
@@ -44,3 +49,14 @@ class Storage(Protocol):
     def export_car(self, cid: str) -> bytes:
         """The DAG under ``cid`` as a CARv1 file (root ``cid``)."""
         ...
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The storage backend the settings name (``[storage] backend``, ``BLOCKIMAGE_STORAGE``)."""
+    if settings.storage == "kubo":
+        from .kubo import KuboStorage
+
+        return KuboStorage(settings.kubo_api)
+    from .local import LocalBlockstore
+
+    return LocalBlockstore(settings.home / "blocks")

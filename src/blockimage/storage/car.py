@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import dag_cbor
 from multiformats import CID
 
+from ..errors import BlockImageError
 from .unixfs import InvalidBlockError, _read_varint, _varint, check_block, cid_text
 
 __all__ = ["Car", "write_car", "read_car", "InvalidCarError"]
 
 
-class InvalidCarError(ValueError):
+class InvalidCarError(BlockImageError, ValueError):
     """The file is not a well-formed CARv1, or a block does not match its CID."""
 
 

@@ -80,9 +80,6 @@ class KuboStorage:
         except KuboTimeoutError:
             raise ContentNotFoundError(f"cannot pin {cid}: not found in time") from None
 
-    def unpin(self, cid: str) -> None:
-        self._call("pin/rm", params={"arg": cid})
-
     def export_car(self, cid: str) -> bytes:
         """The DAG under ``cid`` as a CARv1 file (Kubo's ``dag export``)."""
         try:
@@ -91,9 +88,6 @@ class KuboStorage:
             ).content
         except KuboTimeoutError:
             raise ContentNotFoundError(f"{cid}: not found in time for export") from None
-
-    def peer_id(self) -> str:
-        return str(self._call("id").json()["ID"])
 
     # -- RPC --------------------------------------------------------------------------------------
     def _call(self, command: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
@@ -112,7 +106,7 @@ class KuboStorage:
             ) from None
         if reply.status_code != 200:
             message = _error_message(reply)
-            if "not found" in message or "no link named" in message or "not pinned" in message:
+            if "not found" in message or "no link named" in message:
                 raise ContentNotFoundError(f"Kubo: {message}")
             raise StorageError(f"Kubo {command} failed ({reply.status_code}): {message}")
         return reply

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from multiformats import CID, multicodec
 
+from ..errors import BlockImageError
+
 __all__ = [
     "CHUNK_SIZE",
     "MAX_LINKS",
@@ -60,7 +62,7 @@ _UNIXFS_FILE = 2
 # halved import throughput. multiformats parses every CID that comes from outside.
 
 
-class InvalidBlockError(ValueError):
+class InvalidBlockError(BlockImageError, ValueError):
     """A block's bytes do not hash to its CID, or do not decode as UnixFS/dag-pb."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import BlockImageError
 from ..quality import psnr
 from . import _dwtsvd, _payload
 from ._payload import CODED_BITS
@@ -51,7 +52,7 @@ MIN_SIDE = 256
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class WatermarkCapacityError(ValueError):
+class WatermarkCapacityError(BlockImageError, ValueError):
     """The image is too small to carry the payload robustly."""
 
 

@@ -1,0 +1,42 @@
+"""The one exception root of BlockImage, and the errors of the register and verify flows.
+
+Every error that BlockImage raises on purpose inherits :class:`BlockImageError`, so a caller
+(the CLI, the HTTP service, a script) catches one class and shows its message: the message is
+written for the user and names the next step where there is one. Errors keep a built-in base
+that says what kind of failure they are (``ValueError`` for a bad input, ``KeyError`` for a
+missing record, ``RuntimeError`` for a backend that failed), so ``except ValueError`` still works.
+
+Errors of one part live beside its code and inherit the root: ``imaging.InvalidImageError``,
+``config.ConfigError``, ``keys.InvalidOwnerError`` / ``keys.KeyFileError``,
+``ledger.LedgerError`` (and ``RecordNotFoundError``, ``DuplicateRecordError``, ``AuditFailure``,
+the Fabric gateway's errors), ``storage.StorageError`` (and ``ContentNotFoundError``),
+``records.RecordFormatError`` / ``InvalidRecordSignatureError``, the proof errors of
+``ledger.merkle`` / ``ledger.checkpoint`` / ``bundle``, ``watermark.WatermarkCapacityError``,
+``analysis.ModelNotFoundError``. Plain ``ValueError`` is left for programming errors (an array of
+the wrong shape handed to a pure function), which a user of the CLI cannot cause.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlockImageError",
+    "DuplicateContentError",
+    "BackendUnavailableError",
+    "WatermarkNotRecoverableError",
+]
+
+
+class BlockImageError(Exception):
+    """Root of every error BlockImage raises on purpose; its message is for the user."""
+
+
+class DuplicateContentError(BlockImageError, ValueError):
+    """The content is already registered; a second 'original' is refused."""
+
+
+class BackendUnavailableError(BlockImageError, RuntimeError):
+    """The configured backend is not available in this build or not reachable."""
+
+
+class WatermarkNotRecoverableError(BlockImageError, ValueError):
+    """The watermark did not survive saving the registered file (nothing was registered)."""

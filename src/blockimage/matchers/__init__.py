@@ -1,0 +1,181 @@
+"""Matchers: the ways a suspect image finds the registered record it may come from.
+
+Each matcher is one module of this package holding one :class:`Matcher` subclass (in the manner
+of python-threatexchange's ``SignalType``): it proposes :class:`Candidate` records for a
+:class:`Suspect`, each with a :class:`Strength` that says what the pixels still have to show:
+
+- ``EXACT``: the suspect *is* the registered file or pixels (authentic, nothing to compare);
+- ``MATCH``: the evidence names the record on its own (a decoded watermark, a PDQ distance
+  within Meta's threshold); the comparison with the stored original decides benign / tampered;
+- ``CANDIDATE``: a proposal only (a loose PDQ distance, local features); the comparison must
+  confirm that it is the same picture, else the candidate is rejected.
+
+The verify flow (:class:`blockimage.verification.Verifier`) runs the matchers in ``order``
+(cheapest and strongest first) and stops at the first candidate that holds. The register flow
+(:class:`blockimage.registration.Registrar`) asks the same matchers for ``MATCH`` or ``EXACT``
+candidates to refuse a second "original" of a registered picture.
+
+Adding a matcher is one new module here: :func:`load_matchers` finds every :class:`Matcher`
+subclass defined in this package (its name also goes into :data:`blockimage.records.MatchedBy`,
+the list of evidence names the JSON documents may carry). A matcher that keeps a derived index
+(PDQ, keypoints) opens it on first use, rebuilds what is missing from the ledger, and is told of
+each new registration through :meth:`Matcher.registered`.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import pkgutil
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..fingerprint import file_sha256, pdq_hash, pixel_sha256
+from ..keypoints import Signature, signature
+from ..ledger import Ledger
+from ..records import MatchedBy, Record, Similarity
+from ..storage import Storage
+from ..watermark import Extraction, extract_details
+
+__all__ = [
+    "Candidate",
+    "Matcher",
+    "MatcherParts",
+    "Strength",
+    "Suspect",
+    "load_matchers",
+    "open_index_db",
+]
+
+
+class Strength(enum.IntEnum):
+    """How much a candidate proves by itself (see the module docstring)."""
+
+    CANDIDATE = 1
+    MATCH = 2
+    EXACT = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered record that the suspect may come from, and why."""
+
+    record: Record
+    matched_by: MatchedBy
+    strength: Strength
+    evidence: str  # why, as a clause: "it carries the record's watermark"
+    explanation: str | None = None  # the verdict's sentence for this evidence, if it has one
+    rejection: str | None = None  # the sentence for an unknown verdict if the pixels reject it
+    similarity: Similarity = Similarity()  # what an EXACT candidate measured
+
+
+class Suspect:
+    """The image under test and what is derived from it, each computed at most once.
+
+    ``data`` is the file's bytes (None for an array input); ``pixels`` its RGB uint8 pixels.
+    """
+
+    def __init__(self, data: bytes | None, pixels: np.ndarray, *, watermark_key: bytes) -> None:
+        self.data = data
+        self.pixels = pixels
+        self._watermark_key = watermark_key
+
+    @cached_property
+    def sha256_file(self) -> str | None:
+        return file_sha256(self.data) if self.data is not None else None
+
+    @cached_property
+    def sha256_pixels(self) -> str:
+        return pixel_sha256(self.pixels)
+
+    @cached_property
+    def pdq(self) -> tuple[str, int]:
+        """(PDQ hash in hex, quality 0-100)."""
+        return pdq_hash(self.pixels)
+
+    @cached_property
+    def mark(self) -> Extraction:
+        """The keyed watermark read from the pixels (payload None if there is none)."""
+        return extract_details(self.pixels, self._watermark_key)
+
+    @cached_property
+    def keypoints(self) -> Signature:
+        return signature(self.pixels)
+
+    def marked_with(self, record_id: str) -> bool:
+        """Whether the suspect's watermark carries ``record_id``."""
+        return self.mark.payload is not None and f"{self.mark.payload:016x}" == record_id
+
+
+@dataclass(frozen=True)
+class MatcherParts:
+    """What a matcher may use: the node's backends, its derived-index file and its limits."""
+
+    ledger: Ledger
+    storage: Storage
+    index_path: Path  # the SQLite file for derived indexes (index.db in the home)
+    max_pixels: int
+
+
+class Matcher(ABC):
+    """One way of finding registered records for a suspect; subclass it in a new module."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]  # position in the cascade: cheaper and more certain evidence first
+
+    def __init__(self, parts: MatcherParts) -> None:
+        self.parts = parts
+
+    @abstractmethod
+    def candidates(
+        self, suspect: Suspect, *, at_least: Strength = Strength.CANDIDATE
+    ) -> Iterator[Candidate]:
+        """Records the suspect may come from, best first, each at least ``at_least`` strong.
+
+        A generator: the verifier stops reading as soon as a candidate holds, so later (and
+        costlier) work is never done.
+        """
+
+    def explain_miss(self, suspect: Suspect) -> str | None:
+        """A sentence for an unknown verdict when this matcher could not look (else None)."""
+        return None
+
+    def registered(self, record: Record, pixels: np.ndarray) -> None:  # noqa: B027
+        """Called after ``record`` (whose registered image is ``pixels``) is on the ledger."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what the matcher opened."""
+
+
+def open_index_db(path: Path, schema: str) -> sqlite3.Connection:
+    """A connection to the derived-index database (autocommit, WAL, waits for writers), with
+    ``schema`` (``CREATE ... IF NOT EXISTS`` statements) applied."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(schema)
+    return db
+
+
+def load_matchers(parts: MatcherParts) -> list[Matcher]:
+    """One instance of every matcher in this package, in cascade order."""
+    found: dict[str, type[Matcher]] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, Matcher)
+                and cls.__module__ == module.__name__
+                and not inspect.isabstract(cls)
+            ):
+                if cls.name in found:
+                    raise TypeError(f"two matchers are named {cls.name!r}")
+                found[cls.name] = cls
+    return [cls(parts) for cls in sorted(found.values(), key=lambda c: c.order)]

@@ -1,0 +1,194 @@
+"""The register flow (docs/ARCHITECTURE.md): watermark, analyse, fingerprint, store, record.
+
+:class:`Registrar` takes a loaded image (:func:`blockimage.inputs.load_image`) and an owner and
+returns the signed receipt. Before anything is written it refuses a second "original" of a
+registered picture: the matchers (:mod:`blockimage.matchers`) are asked for exact or confident
+matches, and a derivative must name its parent. The registered file is staged beside its final
+path and renamed into place only after the ledger has committed the record, so a failure or a
+crash at any step leaves no record and no output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import watermark
+from .analysis.classifier import DEFAULT_MODEL, classify
+from .errors import DuplicateContentError, WatermarkNotRecoverableError
+from .files import stage_file
+from .fingerprint import fingerprint
+from .imaging import DecodedImage, decode_image, encode_image
+from .inputs import LoadedImage
+from .keys import KeyStore, check_owner_name
+from .ledger import Ledger, RecordNotFoundError
+from .matchers import Matcher, Strength, Suspect
+from .quality import normalized_correlation, psnr, ssim
+from .records import Receipt, Record, WatermarkMetrics, new_record_id, sign_record
+from .storage import Storage
+
+__all__ = ["Registrar"]
+
+# Registered files: JPEG inputs stay JPEG (quality 95, 4:4:4 chroma), everything else is PNG.
+_JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class _Marked:
+    """The registered file: bytes, decoded pixels, format, and how well the mark came out."""
+
+    data: bytes
+    image: DecodedImage
+    metrics: WatermarkMetrics
+
+
+class Registrar:
+    """Registration over a node's ledger, storage, keys and matchers."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        storage: Storage,
+        keys: KeyStore,
+        matchers: Sequence[Matcher],
+        *,
+        max_pixels: int,
+        tag_model: Path = DEFAULT_MODEL,
+    ) -> None:
+        self.ledger = ledger
+        self.storage = storage
+        self.keys = keys
+        self.matchers = list(matchers)
+        self._max_pixels = max_pixels
+        self._tag_model = tag_model
+
+    def register(
+        self,
+        item: LoadedImage,
+        *,
+        owner: str,
+        parent: str | None = None,
+        out: str | os.PathLike[str] | None = None,
+    ) -> Receipt:
+        """Register a loaded image as ``owner``'s; see :meth:`blockimage.Node.register`."""
+        check_owner_name(owner)
+        if parent is not None:
+            self.ledger.get(parent)  # raises RecordNotFoundError
+        pixels = item.image.pixels
+        data = item.data if item.data is not None else encode_image(pixels, "PNG")
+        submitted = Suspect(data, pixels, watermark_key=self.keys.watermark_key())
+        original_sha256 = submitted.sha256_file
+        assert original_sha256 is not None  # the suspect has file bytes: ``data`` above
+        self._refuse_duplicate(submitted, parent=parent)
+        record_id = self._fresh_record_id()
+
+        # 1. watermark
+        marked = self._embed_watermark(item.image, record_id)
+        # 2. analyse: content tags of the submitted picture
+        tags = classify(pixels, self._tag_model)
+        # 3. fingerprint the file that is registered
+        fp = fingerprint(marked.data, marked.image.pixels)
+
+        output_path = _output_path(item.path, marked.image.format, out)
+        staged = stage_file(output_path, marked.data) if output_path else None
+        try:
+            # 4. store
+            cid = self.storage.put(marked.data)
+            # 5. record
+            owner_key = self.keys.owner_key(owner)
+            record = Record(
+                record_id=record_id,
+                owner=owner,
+                owner_key=owner_key.public_key().public_bytes_raw().hex(),
+                created_at=_now_rfc3339(),
+                sha256_file=fp.sha256_file,
+                sha256_pixels=fp.sha256_pixels,
+                original_sha256_file=original_sha256,
+                pdq=fp.pdq,
+                pdq_quality=fp.pdq_quality,
+                cid=cid,
+                width=int(marked.image.pixels.shape[1]),
+                height=int(marked.image.pixels.shape[0]),
+                media_type=marked.image.media_type,
+                tags=tags,
+                watermark=marked.metrics,
+                parent=parent,
+            )
+            log = self.ledger.append(sign_record(record, owner_key))
+        except BaseException:
+            if staged:
+                staged.unlink(missing_ok=True)
+            raise
+        if staged and output_path:
+            os.replace(staged, output_path)
+        committed = Record.from_leaf(log.leaf)
+        for matcher in self.matchers:
+            matcher.registered(committed, marked.image.pixels)
+        return Receipt(record=committed, log=log, output=str(output_path) if output_path else None)
+
+    def _refuse_duplicate(self, submitted: Suspect, *, parent: str | None) -> None:
+        """Refuse content that is registered already: an exact copy always, a confident match
+        (watermark, PDQ) unless the image is registered as a derivative of ``parent``."""
+        at_least = Strength.EXACT if parent is not None else Strength.MATCH
+        for matcher in self.matchers:
+            for found in matcher.candidates(submitted, at_least=at_least):
+                existing = found.record
+                if found.strength == Strength.EXACT:
+                    raise DuplicateContentError(
+                        f"this image is already registered as record {existing.record_id} "
+                        f"(owner {existing.owner}, {existing.created_at}); the registered file "
+                        f"is `blockimage get {existing.cid} -o FILE`"
+                    )
+                if found.strength >= at_least:
+                    raise DuplicateContentError(
+                        f"this image matches registered record {existing.record_id} (owner "
+                        f"{existing.owner}: {found.evidence}); register it as a derivative with "
+                        f"--parent {existing.record_id}"
+                    )
+
+    def _embed_watermark(self, image: DecodedImage, record_id: str) -> _Marked:
+        """Embed the record id, save in the output format, and check the mark in the saved file."""
+        key = self.keys.watermark_key()
+        payload = int(record_id, 16)
+        pixels = watermark.embed(image.pixels, payload, key)
+        fmt = "JPEG" if image.format == "JPEG" else "PNG"
+        data = encode_image(pixels, fmt, quality=_JPEG_QUALITY)
+        saved = decode_image(data, max_pixels=self._max_pixels)
+        found = watermark.extract_details(saved.pixels, key)
+        if found.payload != payload or found.bits is None:
+            raise WatermarkNotRecoverableError(
+                "the watermark could not be read back from the saved image; nothing was "
+                "registered (is the image almost uniform?)"
+            )
+        metrics = WatermarkMetrics(
+            psnr=round(psnr(image.pixels, saved.pixels), 2),
+            ssim=round(ssim(image.pixels, saved.pixels), 4),
+            nc=round(normalized_correlation(watermark.coded_bits(payload, key), found.bits), 4),
+        )
+        return _Marked(data, saved, metrics)
+
+    def _fresh_record_id(self) -> str:
+        while True:
+            record_id = new_record_id()
+            try:
+                self.ledger.get(record_id)
+            except RecordNotFoundError:
+                return record_id
+
+
+def _output_path(source: Path | None, fmt: str, out: str | os.PathLike[str] | None) -> Path | None:
+    """Where the registered file goes: ``out/NAME.bi.EXT``, else beside the input; None for an
+    input without a path and no ``out``."""
+    ext = {"JPEG": ".jpg", "PNG": ".png"}[fmt]
+    if out is not None:
+        return Path(out) / f"{source.stem if source else 'image'}.bi{ext}"
+    if source is None:
+        return None
+    return source.with_name(f"{source.stem}.bi{ext}")
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
