@@ -14,7 +14,7 @@ from blockimage.ledger import AuditFailure, DuplicateRecordError, Ledger, Record
 from blockimage.ledger import log as log_module
 from blockimage.ledger.checkpoint import open_checkpoint
 from blockimage.ledger.log import MerkleLog
-from blockimage.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from blockimage.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
 from blockimage.records import InvalidRecordSignatureError, sign_record
 
 NODE_KEY = Ed25519PrivateKey.generate()
@@ -190,4 +190,76 @@ def test_audit_detects_a_rewritten_checkpoint_or_a_truncated_log(ledger):
         ledger.append(rec(i))
     _tamper(ledger, "DELETE FROM leaves WHERE leaf_index=3")
     with pytest.raises(AuditFailure, match="checkpoint for tree size 4 exists"):
+        ledger.audit()
+
+
+def test_audit_resumes_from_a_leaf_and_reports_progress(ledger):
+    ledger.append_many(rec(i) for i in range(10_000))
+    ledger.append(rec(10_000))
+    seen = []
+    full = ledger.audit(progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(10_000, 10_001)]
+    assert (full.records_checked, full.checkpoints_checked) == (10_001, 2)
+    resumed = ledger.audit(start=10_000)  # from the checkpoint of the bulk append
+    assert (resumed.records_checked, resumed.checkpoints_checked) == (1, 2)
+    assert resumed.root_hash == full.root_hash
+    assert ledger.audit(start=1_234).root_hash == full.root_hash
+    with pytest.raises(log_module.LedgerError, match="cannot start an audit at leaf 10002"):
+        ledger.audit(start=10_002)
+
+
+def test_audit_fails_on_a_rewritten_checkpoint_a_deleted_node_and_a_leaf_gap(ledger):
+    for i in range(6):
+        ledger.append(rec(i))
+    good = ledger.audit()
+    row = (
+        sqlite3.connect(ledger.path)
+        .execute("SELECT root_hash, note FROM checkpoints WHERE tree_size=4")
+        .fetchone()
+    )
+    _tamper(ledger, "UPDATE checkpoints SET note=? WHERE tree_size=4", row[1].replace("4\n", "5\n"))
+    with pytest.raises(AuditFailure, match="checkpoint at size 4"):
+        ledger.audit()
+    _tamper(ledger, "UPDATE checkpoints SET note=? WHERE tree_size=4", row[1])
+    _tamper(ledger, "UPDATE checkpoints SET root_hash=? WHERE tree_size=4", b"\x00" * 32)
+    with pytest.raises(AuditFailure, match="checkpoint at size 4: signed root"):
+        ledger.audit()
+    _tamper(ledger, "UPDATE checkpoints SET root_hash=? WHERE tree_size=4", row[0])
+    assert ledger.audit() == good
+    _tamper(ledger, "DELETE FROM nodes WHERE level=1 AND idx=1")
+    with pytest.raises(AuditFailure, match=r"node \(level 1, index 1\) is missing"):
+        ledger.audit()
+
+
+def test_audit_finds_a_gap_in_the_leaves(ledger):
+    for i in range(5):
+        ledger.append(rec(i))
+    _tamper(ledger, "DELETE FROM leaves WHERE leaf_index=2")
+    with pytest.raises(AuditFailure, match="leaf index 2 is missing"):
+        ledger.audit()
+
+
+def test_a_forged_leaf_with_recomputed_nodes_fails_on_the_checkpoint_signature(ledger):
+    """Replace a leaf and recompute every stored hash and root: only the node key's signature
+    on the checkpoints can tell, and it does."""
+    for i in range(4):
+        ledger.append(rec(i))
+    forged = sign_record(replace(rec(3), cid="bafkreiforged"), OWNER)
+    db = sqlite3.connect(ledger.path)
+    db.execute(
+        "UPDATE leaves SET leaf=?, cid=? WHERE leaf_index=3", (forged.leaf_bytes(), forged.cid)
+    )
+
+    leaves = [
+        leaf_hash(bytes(r[0])) for r in db.execute("SELECT leaf FROM leaves ORDER BY leaf_index")
+    ]
+    db.execute("UPDATE nodes SET hash=? WHERE level=0 AND idx=3", (leaves[3],))
+    level1 = node_hash(leaves[2], leaves[3])
+    db.execute("UPDATE nodes SET hash=? WHERE level=1 AND idx=1", (level1,))
+    root = node_hash(node_hash(leaves[0], leaves[1]), level1)
+    db.execute("UPDATE nodes SET hash=? WHERE level=2 AND idx=0", (root,))
+    db.execute("UPDATE checkpoints SET root_hash=? WHERE tree_size=4", (root,))
+    db.commit()
+    db.close()
+    with pytest.raises(AuditFailure, match="checkpoint at size 4: signed root"):
         ledger.audit()

@@ -3,7 +3,7 @@ the ledger, and a node whose backends are given to it."""
 
 from __future__ import annotations
 
-import sqlite3
+import shutil
 
 import numpy as np
 import pytest
@@ -13,10 +13,9 @@ from tests.conftest import jpeg_bytes
 from tests.test_ledger_contract import fresh
 
 from blockimage import Node
-from blockimage.keypoints import signature
 from blockimage.ledger.log import MerkleLog
 from blockimage.matchers import MatcherParts, Strength, load_matchers
-from blockimage.matchers.keypoints import KeypointIndex
+from blockimage.matchers.keypoints import VisualIndex
 from blockimage.storage.local import LocalBlockstore
 
 
@@ -28,7 +27,7 @@ def log(tmp_path):
 
 
 def test_matchers_are_found_in_cascade_order(tmp_path, log):
-    parts = MatcherParts(log, LocalBlockstore(tmp_path / "blocks"), tmp_path / "index.db", 10**8)
+    parts = MatcherParts(log, LocalBlockstore(tmp_path / "blocks"), tmp_path / "index", 10**8)
     matchers = load_matchers(parts)
     assert [m.name for m in matchers] == ["exact", "watermark", "pdq", "keypoints"]
     assert all(m.parts is parts for m in matchers)
@@ -37,17 +36,16 @@ def test_matchers_are_found_in_cascade_order(tmp_path, log):
 def test_indexes_open_on_first_use_and_catch_up_with_the_ledger(home, photo_file):
     with Node(home) as node:
         receipt = node.register(photo_file("coffee"), owner="alice")
-    for leftover in home.glob("index.db*"):  # as if the derived indexes were lost
-        leftover.unlink()
+    shutil.rmtree(home / "index")  # as if the derived indexes were lost
     registered = Image.open(receipt.output).convert("RGB")
     with Node(home) as node:
         assert node.verify(receipt.output).matched_by == "sha256_file"
         assert node.verify(jpeg_bytes(np.asarray(registered), 70)).matched_by == "watermark"
-        assert not (home / "index.db").exists()  # neither lookup needed an index
+        assert not (home / "index").exists()  # neither lookup needed an index
         rotated = np.asarray(registered.rotate(1, Image.Resampling.BICUBIC))
         verdict = node.verify(rotated)  # the watermark is lost: PDQ, rebuilt from the ledger
         assert (verdict.matched_by, verdict.record_id) == ("pdq", receipt.record.record_id)
-        assert (home / "index.db").exists()
+        assert (home / "index" / "pdq.code").exists()
 
 
 def test_records_without_a_stored_image_are_looked_at_once(tmp_path, log):
@@ -55,39 +53,18 @@ def test_records_without_a_stored_image_are_looked_at_once(tmp_path, log):
         log.append(fresh())
     asked = []
 
-    def image_of(record):
+    def compute(record):
         asked.append(record.record_id)
         return None  # the image lives in another node's store
 
-    first = KeypointIndex(tmp_path / "index.db")
-    assert first.sync(log, image_of) == 0 and len(asked) == 3
+    first = VisualIndex(tmp_path / "index")
+    assert first.sync(log, compute) == 0 and len(asked) == 3
     first.close()
-    again = KeypointIndex(tmp_path / "index.db")
-    assert again.sync(log, image_of) == 0 and len(asked) == 3  # not rescanned
+    again = VisualIndex(tmp_path / "index")
+    assert again.sync(log, compute) == 0 and len(asked) == 3  # not rescanned
     log.append(fresh())
-    assert again.sync(log, image_of) == 0 and len(asked) == 4  # only the new leaf
+    assert again.sync(log, compute) == 0 and len(asked) == 4  # only the new leaf
     again.close()
-
-
-def test_signatures_of_the_first_release_are_kept(tmp_path, photos):
-    picture = np.asarray(Image.open(photos["chelsea"]).convert("RGB"))
-    sig = signature(picture)
-    db = sqlite3.connect(tmp_path / "index.db")
-    db.execute(
-        "CREATE TABLE keypoints (leaf_index INTEGER PRIMARY KEY, record_id TEXT NOT NULL, "
-        "aspect REAL NOT NULL, points BLOB NOT NULL, descriptors BLOB NOT NULL)"
-    )
-    db.execute(
-        "INSERT INTO keypoints VALUES (0, 'aaaaaaaaaaaaaaaa', ?, ?, ?)",
-        (sig.aspect, sig.points.tobytes(), sig.descriptors.tobytes()),
-    )
-    db.commit()
-    db.close()
-    index = KeypointIndex(tmp_path / "index.db")
-    h, w = picture.shape[:2]
-    crop = np.ascontiguousarray(picture[h // 8 :, : w - w // 10])
-    assert [m.record_id for m in index.search(signature(crop))] == ["aaaaaaaaaaaaaaaa"]
-    index.close()
 
 
 def test_a_node_uses_the_backends_it_is_given(home, tmp_path, photo_file):

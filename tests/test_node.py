@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -300,6 +301,7 @@ def test_a_slightly_cropped_copy_is_found_by_pdq_and_confirmed_by_pixels(node, p
 
 
 def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file):
+    from blockimage.fingerprint import pdq_distance
     from blockimage.matchers import MatcherParts
     from blockimage.matchers.exact import ExactHashMatcher
     from blockimage.matchers.pdq import PdqMatch, PdqMatcher
@@ -312,10 +314,12 @@ def test_a_pdq_candidate_with_different_pixels_is_not_a_match(node, photo_file):
 
         def index(self):
             return SimpleNamespace(
-                nearest=lambda pdq, **kw: [PdqMatch(receipt.record.record_id, 80)]
+                nearest=lambda pdq, **kw: [
+                    PdqMatch(receipt.record.record_id, pdq_distance(pdq, receipt.record.pdq))
+                ]
             )
 
-    parts = MatcherParts(node.ledger, node.storage, node.home / "index.db", 10**8)
+    parts = MatcherParts(node.ledger, node.storage, node.home / "index", 10**8)
     verifier = Verifier(
         node.ledger,
         node.storage,
@@ -355,15 +359,9 @@ def test_crops_and_rotations_are_found_by_keypoints_and_judged(node, photo_file)
 
 
 def test_keypoint_index_is_rebuilt_from_storage_when_rows_are_missing(home, photo_file):
-    import sqlite3
-
     with Node(home) as first:
         receipt = first.register(photo_file("chelsea"), owner="alice")
-    db = sqlite3.connect(home / "index.db")
-    db.execute("DELETE FROM keypoint_signatures")
-    db.execute("DELETE FROM index_progress")
-    db.commit()
-    db.close()
+    shutil.rmtree(home / "index")
     with Node(home) as second:  # sync recomputes the signature from the stored image
         img = np.asarray(Image.open(receipt.output).convert("RGB"))
         h, w = img.shape[:2]

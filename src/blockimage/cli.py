@@ -100,10 +100,14 @@ def _opts(ctx: click.Context, home: Path | None, as_json: bool | None) -> tuple[
     )
 
 
+def _progress(message: str) -> None:
+    click.echo(f"blockimage: {message}", err=True)
+
+
 @contextmanager
 def _node(home: Path | None) -> Iterator[Node]:
     with _errors():
-        node = Node(home)
+        node = Node(home, progress=_progress)
     try:
         with _errors():
             yield node
@@ -455,14 +459,22 @@ def verify_bundle_command(ctx: click.Context, bundle: Path, as_json: bool | None
 
 # -- audit ----------------------------------------------------------------------------------------
 @cli.command()
+@click.option(
+    "--from",
+    "start",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Resume at this leaf (the leaves before it were audited already).",
+)
 @_common
 @click.pass_context
-def audit(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
-    """Re-verify the whole ledger and every stored image it points to."""
+def audit(ctx: click.Context, start: int, home: Path | None, as_json: bool | None) -> None:
+    """Re-verify the whole ledger and every stored image it points to (streaming; progress on
+    stderr every 10,000 records)."""
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
         try:
-            report = node.audit()
+            report = node.audit(start)
         except AuditFailure as exc:
             if as_json:
                 _print_json({"ok": False, "fault": str(exc)})

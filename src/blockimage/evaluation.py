@@ -1,6 +1,8 @@
-"""Synthetic benign and tampered variants of a photo, with exact masks, for evaluation.
+"""Synthetic benign and tampered variants of a photo, with exact masks, for evaluation; and
+synthetic pictures and signed records to fill large homes.
 
-Used by the verification benchmark (``benchmarks/verify_eval.py``), the tests and the demo.
+Used by the verification and scale benchmarks (``benchmarks/verify_eval.py``,
+``benchmarks/scale.py``), the tests and the demo.
 Every function is deterministic given its ``rng``. Tampering kinds follow the literature's
 usual set: copy-move, splicing from another photo, object removal (OpenCV inpainting), painted
 shapes and overlaid text; each may be followed by a JPEG re-save, as happens when an edited
@@ -17,10 +19,16 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image, ImageEnhance
+
+from .fingerprint import fingerprint
+from .records import Record, new_record_id, sign_record
 
 __all__ = [
     "Variant",
+    "textured_picture",
+    "signed_record",
     "BENIGN_KINDS",
     "TAMPER_KINDS",
     "benign_variant",
@@ -192,3 +200,59 @@ def tampered_variant(
         q = int(rng.integers(75, 96))
         return Variant(f"{kind}+jpeg{q}", jpeg_roundtrip(out, q), mask, "JPEG", q)
     return Variant(kind, out, mask)
+
+
+def textured_picture(rng: np.random.Generator, size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """A distinct synthetic picture with corners and edges (ORB finds hundreds of keypoints):
+    a smooth random background, then random rectangles, ellipses and lines, then mild noise."""
+    h, w = size
+    field = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    img = np.ascontiguousarray(cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC))
+    for _ in range(int(rng.integers(25, 45))):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        shape = rng.integers(0, 3)
+        if shape == 0:
+            cv2.rectangle(img, (x0, y0), (x1, y1), color, int(rng.choice([-1, 2, 4])))
+        elif shape == 1:
+            axes = (int(rng.integers(5, w // 6)), int(rng.integers(5, h // 6)))
+            cv2.ellipse(img, (x0, y0), axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
+        else:
+            cv2.line(img, (x0, y0), (x1, y1), color, int(rng.integers(1, 5)))
+    noise = rng.normal(0, 4, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+def signed_record(
+    data: bytes,
+    pixels: np.ndarray,
+    *,
+    cid: str,
+    owner: str,
+    key: Ed25519PrivateKey,
+    created_at: str,
+    media_type: str = "image/jpeg",
+) -> Record:
+    """A signed record for a stored file, as registration would write it for an unmarked
+    image (no watermark metrics, no tags): for filling homes at scale with the project's own
+    fingerprinting, signing and log code."""
+    fp = fingerprint(data, pixels)
+    record = Record(
+        record_id=new_record_id(),
+        owner=owner,
+        owner_key=key.public_key().public_bytes_raw().hex(),
+        created_at=created_at,
+        sha256_file=fp.sha256_file,
+        sha256_pixels=fp.sha256_pixels,
+        original_sha256_file=fp.sha256_file,
+        pdq=fp.pdq,
+        pdq_quality=fp.pdq_quality,
+        cid=cid,
+        width=int(pixels.shape[1]),
+        height=int(pixels.shape[0]),
+        media_type=media_type,
+        tags=(),
+        watermark=None,
+    )
+    return sign_record(record, key)

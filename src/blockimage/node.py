@@ -11,6 +11,7 @@ and hands each call to :class:`~blockimage.registration.Registrar` (register) or
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from .analysis.classifier import backbone_model
 from .bundle import make_bundle
@@ -21,7 +22,7 @@ from .fingerprint import file_sha256
 from .inputs import ImageSource, LoadedImage, load_image
 from .keys import KeyStore
 from .ledger import AuditFailure, AuditReport, Ledger, open_ledger
-from .matchers import Matcher, MatcherParts, load_matchers
+from .matchers import Matcher, MatcherParts, load_matchers, no_progress
 from .records import LogProof, Receipt, Record, Verdict
 from .registration import Registrar
 from .storage import Storage, StorageError, open_storage
@@ -34,7 +35,8 @@ class Node:
     """A BlockImage node rooted at ``home`` (README: Home layout).
 
     ``storage`` and ``ledger`` replace the backends the settings name; the node closes them
-    with itself.
+    with itself. ``progress`` receives a line now and then during long work (rebuilding a
+    derived index, an audit).
 
     >>> node = Node("/tmp/bi-home")            # doctest: +SKIP
     >>> receipt = node.register("photo.jpg", owner="alice")   # doctest: +SKIP
@@ -48,8 +50,10 @@ class Node:
         *,
         storage: Storage | None = None,
         ledger: Ledger | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.home = resolve_home(home)
+        self.progress = progress or no_progress
         created = not (self.home / "config.toml").exists()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if created:
@@ -71,8 +75,9 @@ class Node:
             MatcherParts(
                 ledger=self.ledger,
                 storage=self.storage,
-                index_path=self.home / "index.db",
+                index_dir=self.home / "index",
                 max_pixels=self.settings.max_pixels,
+                progress=self.progress,
             )
         )
         self.registrar = Registrar(
@@ -165,11 +170,17 @@ class Node:
             log_public_key=bytes.fromhex(self.node_public_key),
         )
 
-    def audit(self) -> AuditReport:
-        """Re-verify the ledger, then that every record's CID is stored and hashes right."""
-        report = self.ledger.audit()
+    def audit(self, start: int = 0) -> AuditReport:
+        """Re-verify the ledger from leaf ``start`` (streaming, see ``Ledger.audit``), then
+        that every record's CID from there on is stored and hashes right. Progress goes to
+        this node's ``progress``."""
+
+        def ledger_progress(done: int, total: int) -> None:
+            self.progress(f"audit: ledger {done:,} of {total:,} records")
+
+        report = self.ledger.audit(start, ledger_progress)
         cids = 0
-        for index, record in self.ledger.records():
+        for index, record in self.ledger.records(start):
             try:
                 data = self.storage.get(record.cid)
             except StorageError as exc:
@@ -181,6 +192,8 @@ class Node:
                     f"SHA-256 {got}, the record says {record.sha256_file}"
                 )
             cids += 1
+            if cids % 10_000 == 0:
+                self.progress(f"audit: stored images {index + 1:,} of {report.tree_size:,}")
         return AuditReport(
             tree_size=report.tree_size,
             root_hash=report.root_hash,

@@ -79,7 +79,8 @@ class Registrar:
             self.ledger.get(parent)  # raises RecordNotFoundError
         pixels = item.image.pixels
         data = item.data if item.data is not None else encode_image(pixels, "PNG")
-        submitted = Suspect(data, pixels, watermark_key=self.keys.watermark_key())
+        key = self.keys.watermark_key()
+        submitted = Suspect(data, pixels, watermark_key=key)
         original_sha256 = submitted.sha256_file
         assert original_sha256 is not None  # the suspect has file bytes: ``data`` above
         self._refuse_duplicate(submitted, parent=parent)
@@ -125,8 +126,9 @@ class Registrar:
         if staged and output_path:
             os.replace(staged, output_path)
         committed = Record.from_leaf(log.leaf)
+        registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
         for matcher in self.matchers:
-            matcher.registered(committed, marked.image.pixels)
+            matcher.registered(committed, registered)
         return Receipt(record=committed, log=log, output=str(output_path) if output_path else None)
 
     def _refuse_duplicate(self, submitted: Suspect, *, parent: str | None) -> None:

@@ -10,7 +10,7 @@ records on a Hyperledger Fabric channel, and its proofs are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -94,8 +94,11 @@ class Ledger(Protocol):
 
     def size(self) -> int: ...
 
-    def audit(self) -> AuditReport:
-        """Re-verify every record and the tree; raise :class:`AuditFailure` at the first fault."""
+    def audit(
+        self, start: int = 0, progress: Callable[[int, int], None] | None = None
+    ) -> AuditReport:
+        """Re-verify every record from leaf ``start`` on, streaming; raise
+        :class:`AuditFailure` at the first fault. ``progress(done, total)`` now and then."""
         ...
 
 

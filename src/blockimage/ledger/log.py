@@ -15,7 +15,7 @@ in WAL mode makes a committed append durable.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -143,32 +143,53 @@ class MerkleLog:
         return 0 if row[0] is None else row[0] + 1
 
     def append(self, record: Record) -> LogProof:
+        with self._transaction() as db:
+            index, leaf = self._add_leaf(db, record)
+            size, root, note = self._sign_checkpoint(db, index + 1)
+            return self._proof_at(index, leaf, size, root, note)
+
+    def append_many(self, records: Iterable[Record]) -> int:
+        """Append records in one transaction with one checkpoint at the end (bulk imports);
+        all or none are appended. Returns the new tree size."""
+        with self._transaction() as db:
+            size = self.size()
+            for record in records:
+                index, _ = self._add_leaf(db, record)
+                size = index + 1
+            if size:
+                self._sign_checkpoint(db, size)
+            return size
+
+    def _add_leaf(self, db: sqlite3.Connection, record: Record) -> tuple[int, bytes]:
+        """Check and insert one leaf and the perfect subtrees it completes (inside a
+        transaction); return its index and bytes."""
         record.check_form()
         verify_record_signature(record)
         leaf = record.leaf_bytes()
-        with self._transaction() as db:
-            if db.execute("SELECT 1 FROM leaves WHERE record_id=?", (record.record_id,)).fetchone():
-                raise DuplicateRecordError(f"record {record.record_id} is already on the ledger")
-            index = self.size()
-            db.execute(
-                "INSERT INTO leaves (leaf_index, leaf, record_id, owner, sha256_file, "
-                "sha256_pixels, original_sha256_file, parent, cid) VALUES (?,?,?,?,?,?,?,?,?)",
-                (index, leaf, *(getattr(record, c) for c in _LOOKUP_COLUMNS)),
-            )
-            digest = leaf_hash(leaf)
-            db.execute("INSERT INTO nodes VALUES (0, ?, ?)", (index, digest))
-            # Close every perfect subtree that this leaf completes.
-            level, idx, h = 0, index, digest
-            while idx & 1:
-                left = self._node(level, idx - 1)
-                h = node_hash(left, h)
-                level, idx = level + 1, idx >> 1
-                db.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, idx, h))
-            size = index + 1
-            root = self._subtree(0, size)
-            note = sign_checkpoint(Checkpoint(self.origin, size, root), self._key, name=self.origin)
-            db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (size, root, note))
-            return self._proof_at(index, leaf, size, root, note)
+        if db.execute("SELECT 1 FROM leaves WHERE record_id=?", (record.record_id,)).fetchone():
+            raise DuplicateRecordError(f"record {record.record_id} is already on the ledger")
+        index = self.size()
+        db.execute(
+            "INSERT INTO leaves (leaf_index, leaf, record_id, owner, sha256_file, "
+            "sha256_pixels, original_sha256_file, parent, cid) VALUES (?,?,?,?,?,?,?,?,?)",
+            (index, leaf, *(getattr(record, c) for c in _LOOKUP_COLUMNS)),
+        )
+        digest = leaf_hash(leaf)
+        db.execute("INSERT INTO nodes VALUES (0, ?, ?)", (index, digest))
+        # Close every perfect subtree that this leaf completes.
+        level, idx, h = 0, index, digest
+        while idx & 1:
+            left = self._node(level, idx - 1)
+            h = node_hash(left, h)
+            level, idx = level + 1, idx >> 1
+            db.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, idx, h))
+        return index, leaf
+
+    def _sign_checkpoint(self, db: sqlite3.Connection, size: int) -> tuple[int, bytes, str]:
+        root = self._subtree(0, size)
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self._key, name=self.origin)
+        db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (size, root, note))
+        return size, root, note
 
     def get(self, record_id: str) -> Record:
         row = self._db.execute("SELECT leaf FROM leaves WHERE record_id=?", (record_id,)).fetchone()
@@ -232,36 +253,79 @@ class MerkleLog:
         return [h.hex() for h in consistency_path(first, second, self._subtree)]
 
     # -- audit ------------------------------------------------------------------------------------
-    def audit(self) -> AuditReport:
+    def audit(
+        self, start: int = 0, progress: Callable[[int, int], None] | None = None
+    ) -> AuditReport:
         """Re-verify the log from its raw rows; raise :class:`AuditFailure` at the first fault.
 
         Checks, in log order: leaf indices are contiguous; each leaf parses as a record whose
         owner signature verifies and whose lookup columns match its content; every stored node
         equals the hash recomputed from the leaves; every checkpoint's signature verifies and its
         root equals the root recomputed for its size; the latest checkpoint covers every leaf.
+
+        Everything is streamed in one read transaction (memory does not grow with the log).
+        ``start`` resumes an audit at that leaf: the tree of the leaves before it is taken from
+        the stored perfect subtrees (checked against the checkpoint at that size, if any).
+        ``progress(done, total)`` is called every 10,000 leaves.
         """
-        stored_nodes = {
-            (level, idx): h for level, idx, h in self._db.execute("SELECT * FROM nodes")
-        }
-        checkpoints = {
-            size: (_blob(root), note)
-            for size, root, note in self._db.execute("SELECT * FROM checkpoints")
-        }
+        self._db.execute("BEGIN")  # one snapshot, however long the audit takes
+        try:
+            return self._audit(start, progress)
+        finally:
+            self._db.execute("COMMIT")
+
+    def _audit(self, start: int, progress: Callable[[int, int], None] | None) -> AuditReport:
+        total = self.size()
+        if not 0 <= start <= total:
+            raise LedgerError(f"cannot start an audit at leaf {start}: the log has {total}")
+        levels: dict[int, Iterator[tuple[int, bytes]]] = {}
 
         def check_node(level: int, idx: int, h: bytes) -> None:
-            stored = stored_nodes.get((level, idx))
-            if stored is None:
+            # Nodes of one level are visited in increasing index: one cursor per level.
+            if level not in levels:
+                levels[level] = iter(
+                    self._db.execute(
+                        "SELECT idx, hash FROM nodes WHERE level=? AND idx>=? ORDER BY idx",
+                        (level, idx),
+                    )
+                )
+            stored = next((row for row in levels[level] if row[0] >= idx), None)
+            if stored is None or stored[0] != idx:
                 raise AuditFailure(f"node (level {level}, index {idx}) is missing from the log")
-            if _blob(stored) != h:
+            if _blob(stored[1]) != h:
                 what = f"leaf {idx}" if level == 0 else f"node (level {level}, index {idx})"
                 raise AuditFailure(
-                    f"{what}: stored hash {_blob(stored).hex()} != recomputed {h.hex()}"
+                    f"{what}: stored hash {_blob(stored[1]).hex()} != recomputed {h.hex()}"
                 )
 
-        acc = RootAccumulator(on_node=check_node)
+        acc = RootAccumulator.resume(start, self._node, on_node=check_node)
+        checkpoints = iter(
+            self._db.execute(
+                "SELECT tree_size, root_hash, note FROM checkpoints WHERE tree_size>=? "
+                "ORDER BY tree_size",
+                (start,),
+            )
+        )
+        pending = next(checkpoints, None)
+        checked = covered = 0
+
+        def check_checkpoints() -> None:
+            nonlocal pending, covered
+            while pending is not None and pending[0] <= acc.size:
+                if pending[0] < acc.size:
+                    raise AuditFailure(
+                        f"checkpoint for tree size {pending[0]} was not reached by the leaves"
+                    )
+                self._audit_checkpoint(acc.size, acc.root(), _blob(pending[1]), pending[2])
+                covered += 1
+                pending = next(checkpoints, None)
+
+        check_checkpoints()  # the checkpoint at ``start``, if resuming
         columns = ", ".join(_LOOKUP_COLUMNS)
-        cursor = self._db.execute(f"SELECT leaf_index, leaf, {columns} FROM leaves ORDER BY 1")
-        checked = 0
+        cursor = self._db.execute(
+            f"SELECT leaf_index, leaf, {columns} FROM leaves WHERE leaf_index>=? ORDER BY 1",
+            (start,),
+        )
         for row in cursor:
             index, leaf = row[0], _blob(row[1])
             if index != acc.size:
@@ -279,20 +343,25 @@ class MerkleLog:
                     )
             acc.append(leaf_hash(leaf))
             checked += 1
-            if acc.size in checkpoints:
-                self._audit_checkpoint(acc.size, acc.root(), *checkpoints[acc.size])
+            check_checkpoints()
+            if progress is not None and acc.size % 10_000 == 0:
+                progress(acc.size, total)
         size = acc.size
-        extra = [s for s in checkpoints if s > size]
-        if extra:
+        if pending is not None:
             raise AuditFailure(
-                f"checkpoint for tree size {min(extra)} exists but the log has only {size} leaves"
+                f"checkpoint for tree size {pending[0]} exists but the log has only {size} leaves"
             )
-        if size and size not in checkpoints:
+        if (
+            size
+            and not self._db.execute(
+                "SELECT 1 FROM checkpoints WHERE tree_size=?", (size,)
+            ).fetchone()
+        ):
             raise AuditFailure(f"no checkpoint covers the latest tree size {size}")
         return AuditReport(
             tree_size=size,
             root_hash=acc.root().hex(),
-            checkpoints_checked=len(checkpoints),
+            checkpoints_checked=covered,
             records_checked=checked,
         )
 

@@ -234,6 +234,25 @@ class RootAccumulator:
         self._size = 0
         self._on_node = on_node
 
+    @classmethod
+    def resume(
+        cls,
+        size: int,
+        subtree: Callable[[int, int], bytes],
+        on_node: Callable[[int, int, bytes], None] | None = None,
+    ) -> RootAccumulator:
+        """An accumulator already holding ``size`` leaves, built from the perfect subtrees that
+        cover them: ``subtree(level, index)`` is MTH of leaves [index * 2^level, (index + 1) *
+        2^level), as the log stores it."""
+        acc = cls(on_node)
+        offset = 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                acc._stack.append((level, subtree(level, offset >> level)))
+                offset += 1 << level
+        acc._size = size
+        return acc
+
     @property
     def size(self) -> int:
         return self._size

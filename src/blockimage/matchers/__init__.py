@@ -30,14 +30,15 @@ import inspect
 import pkgutil
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from ..analysis.embedding import Embedding, image_embedding
 from ..fingerprint import file_sha256, pdq_hash, pixel_sha256
 from ..keypoints import Signature, signature
 from ..ledger import Ledger
@@ -52,6 +53,7 @@ __all__ = [
     "Strength",
     "Suspect",
     "load_matchers",
+    "no_progress",
     "open_index_db",
 ]
 
@@ -110,19 +112,29 @@ class Suspect:
     def keypoints(self) -> Signature:
         return signature(self.pixels)
 
+    @cached_property
+    def embedding(self) -> Embedding:
+        """The global embedding (:mod:`blockimage.analysis.embedding`)."""
+        return image_embedding(self.pixels)
+
     def marked_with(self, record_id: str) -> bool:
         """Whether the suspect's watermark carries ``record_id``."""
         return self.mark.payload is not None and f"{self.mark.payload:016x}" == record_id
 
 
+def no_progress(message: str) -> None:
+    """The default progress sink: says nothing."""
+
+
 @dataclass(frozen=True)
 class MatcherParts:
-    """What a matcher may use: the node's backends, its derived-index file and its limits."""
+    """What a matcher may use: the node's backends, its derived-index folder and its limits."""
 
     ledger: Ledger
     storage: Storage
-    index_path: Path  # the SQLite file for derived indexes (index.db in the home)
+    index_dir: Path  # derived indexes: index.db and column files (``index/`` in the home)
     max_pixels: int
+    progress: Callable[[str], None] = field(default=no_progress)  # a line on a long rebuild
 
 
 class Matcher(ABC):
@@ -148,19 +160,21 @@ class Matcher(ABC):
         """A sentence for an unknown verdict when this matcher could not look (else None)."""
         return None
 
-    def registered(self, record: Record, pixels: np.ndarray) -> None:  # noqa: B027
-        """Called after ``record`` (whose registered image is ``pixels``) is on the ledger."""
+    def registered(self, record: Record, image: Suspect) -> None:  # noqa: B027
+        """Called after ``record`` is on the ledger; ``image`` is its registered image."""
 
     def close(self) -> None:  # noqa: B027
         """Release what the matcher opened."""
 
 
-def open_index_db(path: Path, schema: str) -> sqlite3.Connection:
-    """A connection to the derived-index database (autocommit, WAL, waits for writers), with
+def open_index_db(index_dir: Path, schema: str = "") -> sqlite3.Connection:
+    """A connection to ``index_dir/index.db`` (autocommit, WAL, waits for writers), with
     ``schema`` (``CREATE ... IF NOT EXISTS`` statements) applied."""
-    db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(index_dir / "index.db", isolation_level=None, timeout=60.0)
     db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(schema)
+    if schema:
+        db.executescript(schema)
     return db
 
 
