@@ -415,3 +415,33 @@ def test_gateway_signatures_are_low_s_and_verify(gateway, fabric):
         signature = gateway.sign(message)
         assert decode_dss_signature(signature)[1] <= n // 2
         cert.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+
+
+# -- several nodes, one ledger ---------------------------------------------------------------------
+def test_two_nodes_share_a_channel_and_a_kubo_store_and_each_catches_up(
+    fabric, kubo, tmp_path, photo_file, monkeypatch
+):
+    """Node B never saw A's registrations: its own derived indexes catch up from the channel
+    (PDQ from the records, keypoints from the images in the shared Kubo store)."""
+    for name, value in fabric.node_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BLOCKIMAGE_STORAGE", "kubo")
+    monkeypatch.setenv("BLOCKIMAGE_KUBO_API", kubo.api)
+    with Node(tmp_path / "a") as node_a:
+        receipt = node_a.register(photo_file("chelsea"), owner="agency", out=tmp_path / "out")
+    img = np.asarray(Image.open(receipt.output).convert("RGB"))
+    h, w = img.shape[:2]
+    crop = np.ascontiguousarray(img[int(h * 0.1) :, : w - int(w * 0.1)])
+    rotated = np.asarray(Image.fromarray(img).rotate(1, Image.Resampling.BICUBIC))
+    lines = []
+    with Node(tmp_path / "b", progress=lines.append) as node_b:
+        by_features = node_b.verify(jpeg_bytes(crop, 85))
+        by_pdq = node_b.verify(jpeg_bytes(rotated, 85))
+        for matcher in node_b.matchers[2:]:  # PDQ and keypoints: both followed the channel
+            assert matcher.index().state()[0] == node_b.ledger.size()
+    assert (by_features.matched_by, by_features.record_id) == (
+        "keypoints",
+        receipt.record.record_id,
+    )
+    assert (by_pdq.matched_by, by_pdq.record_id) == ("pdq", receipt.record.record_id)
+    assert not (tmp_path / "b" / "blocks").exists()  # B stored nothing of its own

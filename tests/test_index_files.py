@@ -146,10 +146,10 @@ def test_a_sync_killed_with_sigkill_resumes_where_it_stopped(tmp_path, log):
     proc.wait()
     assert first.startswith("PDQ index: 500 of 3,000")
     index = PdqIndex(tmp_path / "index")
-    leaves, rows = index._files.state()
+    leaves, rows = index.state()
     assert (leaves, rows) == (500, 450)
     index.sync(log)
-    assert index._files.state() == (3_000, 2_700)
+    assert index.state() == (3_000, 2_700)
     codes = index._files.view()["record"][:, 0]
     assert len(set(codes.tolist())) == 2_700  # no row twice
     for target in (records[1], records[1_501], records[-1]):

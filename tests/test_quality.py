@@ -35,6 +35,35 @@ def test_ssim_is_one_for_identical_and_lower_for_noise():
     assert ssim(a, noisy) < 0.9
 
 
+@pytest.mark.parametrize("change", ["noise", "jpeg", "blur", "brightness"])
+def test_ssim_equals_scikit_image_on_luma(photos, change):
+    import cv2
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+    from tests.conftest import jpeg_bytes
+
+    from blockimage.imaging import decode_image
+
+    a = np.asarray(Image.open(photos["astronaut"]).convert("RGB"))
+    rng = np.random.default_rng(2)
+    b = {
+        "noise": lambda: np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8),
+        "jpeg": lambda: decode_image(jpeg_bytes(a, 40)).pixels,
+        "blur": lambda: cv2.GaussianBlur(a, (0, 0), 2.0),
+        "brightness": lambda: np.clip(a.astype(int) + 25, 0, 255).astype(np.uint8),
+    }[change]()
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    theirs = structural_similarity(
+        a.astype(np.float32) @ luma,
+        b.astype(np.float32) @ luma,
+        data_range=255,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
+    assert ssim(a, b) == pytest.approx(theirs, abs=2e-5)
+
+
 def test_nc_of_bit_vectors():
     bits = np.array([0, 1, 1, 0, 1, 0, 0, 1])
     assert normalized_correlation(bits, bits) == 1.0

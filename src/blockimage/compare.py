@@ -100,10 +100,10 @@ def _fit_tone(src: np.ndarray, dst: np.ndarray, valid: np.ndarray) -> np.ndarray
     out = np.empty(src.shape, dtype=np.float32)
     for c in range(3):
         design = np.column_stack([x, np.ones(len(x)), x[:, c] ** 2, x[:, c] ** 3])
-        coef, *_ = np.linalg.lstsq(design, y[:, c], rcond=None)
+        coef = _least_squares(design, y[:, c])
         residual = np.abs(np.clip(design @ coef, 0, 1) - y[:, c])
         keep = residual <= np.quantile(residual, 0.8)
-        coef, *_ = np.linalg.lstsq(design[keep], y[keep, c], rcond=None)
+        coef = _least_squares(design[keep], y[keep, c])
         luts = [coef[j] * v for j in range(3)]
         luts[c] = luts[c] + coef[3] + coef[4] * v**2 + coef[5] * v**3
 
@@ -118,6 +118,17 @@ def _fit_tone(src: np.ndarray, dst: np.ndarray, valid: np.ndarray) -> np.ndarray
     return out
 
 
+def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """argmin |design @ coef - target| by the normal equations: six unknowns and ~40,000
+    well-spread samples make them well conditioned, and they take a tenth of the time of
+    ``np.linalg.lstsq`` (an SVD of the whole design matrix); lstsq remains the fallback."""
+    gram = design.T @ design
+    try:
+        return np.linalg.solve(gram, design.T @ target)
+    except np.linalg.LinAlgError:  # a flat or saturated sample: rank-deficient
+        return np.linalg.lstsq(design, target, rcond=None)[0]
+
+
 def _monotone_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, ...]:
     """A monotone curve predicted -> observed: per-bin medians of *paired* values.
 
@@ -126,12 +137,15 @@ def _monotone_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.n
     """
     edges = np.linspace(0, 255, 33)
     which = np.clip(np.digitize(predicted, edges) - 1, 0, 31)
+    # One sort groups the bins (32 boolean masks over the sample cost ~8 ms per channel).
+    order = np.argsort(which.astype(np.uint8), kind="stable")  # a radix sort
+    bounds = np.cumsum(np.bincount(which, minlength=32))
     knots, values = [0.0], [0.0]
-    for b in range(32):
-        in_bin = which == b
-        if in_bin.sum() >= 30:
-            knots.append(float(np.median(predicted[in_bin])))
-            values.append(float(np.median(observed[in_bin])))
+    for start, end in zip(np.concatenate([[0], bounds[:-1]]), bounds, strict=True):
+        if end - start >= 30:
+            members = order[start:end]
+            knots.append(float(np.median(predicted[members])))
+            values.append(float(np.median(observed[members])))
     knots.append(255.0)
     values.append(255.0)
     k, v = np.array(knots), np.maximum.accumulate(np.array(values))

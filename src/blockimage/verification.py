@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import blind_tamper_score
-from .analysis.classifier import DEFAULT_MODEL, classify
+from .analysis.classifier import DEFAULT_MODEL, classify, load_classifier
 from .compare import Comparison, compare
 from .fingerprint import PDQ_MATCH_THRESHOLD, pdq_distance
 from .imaging import InvalidImageError, decode_image, encode_image
@@ -73,6 +73,8 @@ class Verifier:
 
         @cache
         def suspect_tags() -> tuple[Tag, ...]:  # once per verify, however many candidates
+            if self._tag_model == DEFAULT_MODEL:  # the run the embedding may have needed
+                return load_classifier().tags(suspect.prediction)
             return classify(pixels, self._tag_model)
 
         tried: set[str] = set()
@@ -98,7 +100,7 @@ class Verifier:
         explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
         explanation += [c.rejection for c in rejected if c.rejection]
         explanation += [line for m in self.matchers if (line := m.explain_miss(suspect))]
-        score = blind_tamper_score(pixels)
+        score = blind_tamper_score(pixels, suspect.prediction)
         explanation.append(
             f"Blind tamper score {score:.2f} (0 = untouched, 1 = edited), judged from the image "
             "alone: a weak signal (F1 0.63 in cross-validation on a synthetic set), not proof."

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..records import Tag
 from .blind import ModelNotFoundError, load_model
-from .classifier import DEFAULT_MODEL, load_classifier
+from .classifier import DEFAULT_MODEL, Prediction, load_classifier
 from .forensics import forensic_features
 
 __all__ = ["Analysis", "analyze_image", "blind_tamper_score", "ModelNotFoundError"]
@@ -48,6 +48,9 @@ def analyze_image(rgb: np.ndarray, tag_model: Path = DEFAULT_MODEL) -> Analysis:
     return Analysis(tagger.tags(tagged), round(score, 3), tagger.name)
 
 
-def blind_tamper_score(rgb: np.ndarray) -> float:
-    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with."""
-    return analyze_image(rgb).blind_tamper_score
+def blind_tamper_score(rgb: np.ndarray, prediction: Prediction | None = None) -> float:
+    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with; ``prediction``
+    is the default backbone's output for ``rgb`` if the caller has it already."""
+    if prediction is None:
+        return analyze_image(rgb).blind_tamper_score
+    return round(load_model().score(forensic_features(rgb), prediction.features), 3)

@@ -37,6 +37,8 @@ __all__ = [
     "VECTOR_DIMS",
     "Embedding",
     "descriptor",
+    "descriptor_mean",
+    "embed_descriptors",
     "embed_features",
     "image_embedding",
 ]
@@ -65,12 +67,24 @@ def descriptor(features: np.ndarray) -> np.ndarray:
     return root / max(float(np.linalg.norm(root)), 1e-12)
 
 
+def descriptor_mean() -> np.ndarray:
+    """The centre of the descriptors (``embedding_mean.json``)."""
+    return _mean().copy()
+
+
+def embed_descriptors(descriptors: np.ndarray) -> list[Embedding]:
+    """Embeddings of N descriptors (N x 1280, as :func:`descriptor` gives them)."""
+    projected = (np.atleast_2d(descriptors) - _mean()) @ _projection()
+    head = projected[:, :VECTOR_DIMS]
+    norms = np.maximum(np.linalg.norm(head, axis=1, keepdims=True), 1e-12)
+    vectors = (head / norms).astype(np.float32)
+    sketches = np.packbits(projected > 0, axis=1)
+    return [Embedding(s, v) for s, v in zip(sketches, vectors, strict=True)]
+
+
 def embed_features(features: np.ndarray) -> Embedding:
     """The embedding of an image from the default backbone's pooled features."""
-    projected = (descriptor(features) - _mean()) @ _projection()
-    head = projected[:VECTOR_DIMS]
-    vector = (head / max(float(np.linalg.norm(head)), 1e-12)).astype(np.float32)
-    return Embedding(np.packbits(projected > 0), vector)
+    return embed_descriptors(descriptor(features))[0]
 
 
 def image_embedding(rgb: np.ndarray) -> Embedding:

@@ -38,7 +38,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..analysis.embedding import Embedding, image_embedding
+from ..analysis.classifier import Prediction, load_classifier
+from ..analysis.embedding import Embedding, embed_features
 from ..fingerprint import file_sha256, pdq_hash, pixel_sha256
 from ..keypoints import Signature, signature
 from ..ledger import Ledger
@@ -113,9 +114,15 @@ class Suspect:
         return signature(self.pixels)
 
     @cached_property
+    def prediction(self) -> Prediction:
+        """The default backbone's output: content tags, the embedding and the blind tamper
+        score all come from this one run."""
+        return load_classifier().predict(self.pixels)
+
+    @cached_property
     def embedding(self) -> Embedding:
         """The global embedding (:mod:`blockimage.analysis.embedding`)."""
-        return image_embedding(self.pixels)
+        return embed_features(self.prediction.features)
 
     def marked_with(self, record_id: str) -> bool:
         """Whether the suspect's watermark carries ``record_id``."""
@@ -173,6 +180,8 @@ def open_index_db(index_dir: Path, schema: str = "") -> sqlite3.Connection:
     index_dir.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(index_dir / "index.db", isolation_level=None, timeout=60.0)
     db.execute("PRAGMA journal_mode=WAL")
+    # Derived data: a power cut may lose the last commits, which are rebuilt from the ledger.
+    db.execute("PRAGMA synchronous=NORMAL")
     if schema:
         db.executescript(schema)
     return db

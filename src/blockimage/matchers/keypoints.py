@@ -5,10 +5,10 @@ The watermark and PDQ both describe the whole frame; a copy cropped by more than
 or rotated, escapes them. For such a suspect this matcher asks the global embedding
 (:mod:`blockimage.analysis.embedding`) for a shortlist: the 512 registered images whose sketches
 are nearest in Hamming distance (FAISS, exact) are re-ranked by the cosine of their vectors, and
-the best 16 have their keypoint signatures (:func:`blockimage.keypoints.signature`) read from
+the best 8 have their keypoint signatures (:func:`blockimage.keypoints.signature`) read from
 ``index.db`` and matched with the suspect's (ratio test, RANSAC similarity transform). Those
 with enough inliers are candidates, most inliers first; the pixel comparison must confirm them.
-No query touches more than 16 stored signatures, whatever the number of records.
+No query touches more than 8 stored signatures, whatever the number of records.
 
 Derived data, like the PDQ index: a table ``visual_signatures`` (record id -> keypoint signature
 and embedding) and the column files ``visual.sketch``, ``visual.vector``, ``visual.record`` in
@@ -20,7 +20,7 @@ not hold. How far it has looked is remembered, so nothing is scanned twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS visual_signatures (
 """
 _VERSION = f"{EMBEDDING_VERSION}+orb500"
 _COARSE = 512  # sketches read by Hamming distance, then re-ranked by cosine
-_SHORTLIST = 16  # signatures matched per query
+_SHORTLIST = 8  # signatures matched per query (the original ranks first in benchmarks/scale.py)
 _TOP = 3  # candidates handed to the pixel comparison
 _BATCH = 256  # ledger leaves per append while catching up
 
@@ -88,18 +88,31 @@ class VisualIndex:
 
     # -- per-record signatures --------------------------------------------------------------------
     def put(self, record_id: str, sig: Signature, emb: Embedding) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO visual_signatures VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                record_id,
-                _VERSION,
-                sig.aspect,
-                sig.points.astype(np.float32).tobytes(),
-                sig.descriptors.astype(np.uint8).tobytes(),
-                emb.sketch.astype(np.uint8).tobytes(),
-                emb.vector.astype(np.float16).tobytes(),
-            ),
-        )
+        self.put_many([(record_id, sig, emb)])
+
+    def put_many(self, rows: Iterable[tuple[str, Signature, Embedding]]) -> None:
+        """Store signatures (one transaction): a registration's, or a bulk import's."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO visual_signatures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        record_id,
+                        _VERSION,
+                        sig.aspect,
+                        sig.points.astype(np.float32).tobytes(),
+                        sig.descriptors.astype(np.uint8).tobytes(),
+                        emb.sketch.astype(np.uint8).tobytes(),
+                        emb.vector.astype(np.float16).tobytes(),
+                    )
+                    for record_id, sig, emb in rows
+                ),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def signature(self, record_id: str) -> Signature | None:
         row = self._db.execute(
@@ -121,6 +134,10 @@ class VisualIndex:
             (record_id, _VERSION),
         ).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def state(self) -> tuple[int, int]:
+        """(ledger leaves looked at, rows indexed)."""
+        return self._files.state()
 
     # -- following the ledger ---------------------------------------------------------------------
     def sync(

@@ -57,6 +57,10 @@ class PdqIndex:
     def close(self) -> None:
         self._db.close()
 
+    def state(self) -> tuple[int, int]:
+        """(ledger leaves looked at, rows indexed)."""
+        return self._files.state()
+
     def sync(
         self,
         ledger: Ledger,

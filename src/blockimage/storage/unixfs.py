@@ -19,6 +19,7 @@ the same tree as go-unixfs' top-down ``balanced.Layout`` and the JS importer's r
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -91,11 +92,29 @@ def parse_cid(text: str) -> bytes:
 
     Raises ``ValueError`` with a clear message for anything that is not a CID.
     """
+    fast = _parse_base32_cidv1(text)
+    if fast is not None:
+        return fast
     try:
         cid = CID.decode(text)
     except Exception as exc:  # multiformats raises several unrelated types
         raise ValueError(f"not a valid CID: {text!r}") from exc
     return bytes(cid.set(version=1)) if cid.version == 0 else bytes(cid)
+
+
+def _parse_base32_cidv1(text: str) -> bytes | None:
+    """The binary CID of a canonical base32 CIDv1 string (what this project writes), parsed
+    without multiformats' runtime type checks (~1.4 ms a CID, most of an audit's storage
+    pass); None for any other form, which multiformats then parses."""
+    if not text.startswith("b") or len(text) < 10:
+        return None
+    body = text[1:].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        _split_cid(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if cid_text(raw) == text else None
 
 
 def cid_text(cid: bytes) -> str:
