@@ -217,6 +217,17 @@ func (c *BlockImageContract) RegisterRecord(ctx contractapi.TransactionContextIn
 				id, field, hash, other)
 		}
 	}
+	if _, isDerivative := record["parent"].(string); !isDerivative {
+		// A second original of registered content: its submitted file is another record's
+		// original or registered file.
+		original := record["original_sha256_file"].(string)
+		if other, err := originalOwner(stub, original); err != nil {
+			return nil, err
+		} else if other != "" {
+			return nil, refuse(CodeDuplicateContent,
+				"record %s: its original file %s is already registered as record %s", id, original, other)
+		}
+	}
 	var parent string
 	if p, ok := record["parent"].(string); ok {
 		parent = p
@@ -288,6 +299,20 @@ func contentOwner(stub shim.ChaincodeStubInterface, hash string) (string, error)
 	owner := ""
 	err := eachState(stub, shaObject, []string{hash}, func(id string, field []byte) (bool, error) {
 		if f := string(field); f == "sha256_file" || f == "sha256_pixels" {
+			owner = id
+			return false, nil
+		}
+		return true, nil
+	})
+	return owner, err
+}
+
+// originalOwner is the id of a record whose submitted or registered file has this SHA-256,
+// or "".
+func originalOwner(stub shim.ChaincodeStubInterface, hash string) (string, error) {
+	owner := ""
+	err := eachState(stub, shaObject, []string{hash}, func(id string, field []byte) (bool, error) {
+		if f := string(field); f == "original_sha256_file" || f == "sha256_file" {
 			owner = id
 			return false, nil
 		}

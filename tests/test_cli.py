@@ -194,3 +194,42 @@ def test_analyze_reads_through_the_node_limits_and_names_its_model(home, photos,
     refused = run("--home", str(home), "analyze", str(photos["coffee"]))
     assert refused.exit_code == 1 and "file too large" in refused.stderr
     assert not home.exists()  # analyze reads a home's settings; it never creates one
+
+
+def test_concurrent_registrations_of_one_picture_give_one_original(home, photo_file, tmp_path):
+    """Four processes register the same photo at once (and a fifth a re-encoding of it): the
+    duplicate check and the append are one step, so exactly one original results."""
+    image = photo_file("chelsea")
+    reencoded = tmp_path / "chelsea-q95.jpg"
+    reencoded.write_bytes(jpeg_bytes(np.asarray(Image.open(image).convert("RGB")), 95))
+    run("--home", str(home), "init")
+    env = {**os.environ, "BLOCKIMAGE_HOME": str(home)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "blockimage",
+                "register",
+                str(src),
+                "--owner",
+                f"u{i}",
+                "--out",
+                str(tmp_path / f"out{i}"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i, src in enumerate([image] * 4 + [reencoded])
+    ]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1, 1, 1, 1]
+    for code, stderr in results:
+        if code:
+            assert stderr.count("\n") == 1, stderr
+            assert "already registered" in stderr or "matches registered record" in stderr
+    with Node(home) as node:
+        assert node.ledger.size() == 1 and node.audit().records_checked == 1
+    assert len(list(tmp_path.glob("out*/*.bi.*"))) == 1

@@ -22,6 +22,7 @@ from blockimage.matchers.pdq import PdqIndex, PdqMatcher
 from blockimage.storage.local import LocalBlockstore
 
 NODE_KEY = Ed25519PrivateKey.generate()
+NODE_KEY_HEX = NODE_KEY.private_bytes_raw().hex()
 
 
 def fill(log: MerkleLog, n: int, seed: int = 0) -> list:
@@ -133,8 +134,8 @@ def test_a_sync_killed_with_sigkill_resumes_where_it_stopped(tmp_path, log):
         "from pathlib import Path\n"
         "from blockimage.ledger.log import MerkleLog\n"
         "from blockimage.matchers.pdq import PdqIndex\n"
-        f"log = MerkleLog({str(tmp_path / 'ledger.db')!r}, Ed25519PrivateKey.generate(), "
-        "origin='test/log')\n"
+        f"key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex({NODE_KEY_HEX!r}))\n"
+        f"log = MerkleLog({str(tmp_path / 'ledger.db')!r}, key, origin='test/log')\n"
         f"index = PdqIndex(Path({str(tmp_path / 'index')!r}))\n"
         # After the first batch is committed, say so and wait to be killed.
         "index.sync(log, lambda line: (print(line, flush=True), time.sleep(60)), batch_size=500)\n"

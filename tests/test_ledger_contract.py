@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.test_records import make_record
 
+from blockimage.errors import DuplicateContentError
 from blockimage.ledger import DuplicateRecordError, Ledger, RecordNotFoundError
 from blockimage.ledger.log import MerkleLog
 from blockimage.ledger.merkle import leaf_hash, verify_inclusion
@@ -137,6 +138,38 @@ def test_duplicates_and_bad_signatures_are_refused_and_nothing_is_written(ledger
     with pytest.raises(InvalidRecordSignatureError):
         ledger.append(replace(fresh(), owner="mallory"))
     assert ledger.size() == size
+
+
+def test_a_second_original_of_registered_content_is_refused(ledger):
+    first = fresh()
+    ledger.append(first)
+    size = ledger.size()
+    for reused in (
+        {"sha256_pixels": first.sha256_pixels},  # the registered pixels again
+        {"sha256_file": first.sha256_file},
+        {"original_sha256_file": first.original_sha256_file},  # the same submitted file
+        {"original_sha256_file": first.sha256_file},  # the registered file, submitted anew
+    ):
+        with pytest.raises(DuplicateContentError, match=first.record_id):
+            ledger.append(fresh(**reused))
+    assert ledger.size() == size
+    # A derivative may come from the same submitted file: it names its parent.
+    ledger.append(fresh(original_sha256_file=first.original_sha256_file, parent=first.record_id))
+    assert ledger.size() == size + 1
+
+
+def test_a_check_that_refuses_writes_nothing(ledger):
+    size = ledger.size()
+
+    def refuse() -> None:
+        raise DuplicateContentError("refused by the check")
+
+    with pytest.raises(DuplicateContentError, match="refused by the check"):
+        ledger.append(fresh(), check=refuse)
+    assert ledger.size() == size
+    ran = []
+    ledger.append(fresh(), check=lambda: ran.append(True))
+    assert ran == [True] and ledger.size() == size + 1
 
 
 def test_audit_passes_and_counts_every_record(ledger):

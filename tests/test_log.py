@@ -26,8 +26,8 @@ def rec(i: int, **changes):
         OWNER,
         record_id=f"{i:016x}",
         sha256_file=f"{i:064x}",
-        sha256_pixels=f"{i + 10_000:064x}",
-        original_sha256_file=f"{i + 20_000:064x}",
+        sha256_pixels=f"{i + 10**9:064x}",
+        original_sha256_file=f"{i + 2 * 10**9:064x}",
         **changes,
     )
     return sign_record(r, OWNER)

@@ -180,7 +180,7 @@ def test_a_crash_before_the_ledger_commit_writes_no_record_and_no_output(
 ):
     path = photo_file("chelsea")
 
-    def crash(record):
+    def crash(record, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(node.ledger, "append", crash)

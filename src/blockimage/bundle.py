@@ -92,10 +92,23 @@ def make_bundle(log: LogProof, image_car: bytes, *, origin: str, log_public_key:
 
 
 def verify_bundle(data: bytes) -> BundleReport:
-    """Check a bundle completely (see the module docstring); raise at the first failure."""
+    """Check a bundle completely (see the module docstring); raise
+    :class:`InvalidBundleError` at the first failure, whatever the bytes are: a bundle comes
+    from outside, and any way in which it fails to parse is a reason to refuse it."""
+    try:
+        return _verify_bundle(data)
+    except InvalidBundleError:
+        raise
+    except BlockImageError as exc:
+        raise InvalidBundleError(str(exc)) from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise InvalidBundleError(f"malformed bundle ({type(exc).__name__}: {exc})") from None
+
+
+def _verify_bundle(data: bytes) -> BundleReport:
     try:
         car = read_car(data)
-    except InvalidCarError as exc:
+    except (InvalidCarError, InvalidBlockError) as exc:
         raise InvalidBundleError(f"not a valid CAR: {exc}") from None
     if len(car.roots) != 1 or car.roots[0] not in car.blocks:
         raise InvalidBundleError("the bundle's root evidence block is missing")

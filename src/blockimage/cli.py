@@ -7,7 +7,9 @@ Exit status: 0 when the command did its job (a verdict of ``tampered`` or ``unkn
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,9 +124,23 @@ def _errors() -> Iterator[None]:
     except BlockImageError as exc:
         click.echo(f"blockimage: error: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:  # the environment: a read-only or full disk, a path that cannot be
+        click.echo(f"blockimage: error: {_os_error(exc)}", err=True)
+        sys.exit(1)
+    except sqlite3.Error as exc:  # a database file damaged beyond what the checks expect
+        click.echo(f"blockimage: error: database error: {exc}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("blockimage: interrupted", err=True)
         sys.exit(130)
+
+
+def _os_error(exc: OSError) -> str:
+    what = exc.strerror or exc.__class__.__name__
+    where = exc.filename or ""
+    if exc.errno == errno.ENOSPC:
+        what += " (nothing was registered or replaced)"
+    return f"{what}: {where}" if where else what
 
 
 def _print_json(value: Any) -> None:
@@ -172,20 +188,48 @@ def register(
 ) -> None:
     """Register IMAGE(s): watermark, analyse, fingerprint, store, record.
 
-    With --json, one receipt object for one image, a list of receipts for several.
+    Every input is checked first (readable, an accepted image, within the limits): a bad one
+    stops the batch before anything is written. A failure while registering one image (a
+    duplicate, say) is reported and the others go on; the exit status is then 1. With --json,
+    one receipt object for one image, a list of receipts for several.
     """
     home, as_json = _opts(ctx, home, as_json)
+    _probe_inputs(home, images)
+    failed = 0
     with _node(home) as node:
         receipts: list[Receipt] = []
         for i, image in enumerate(images, 1):
             if len(images) > 1:
                 click.echo(f"[{i}/{len(images)}] registering {image}", err=True)
-            receipts.append(node.register(image, owner=owner, parent=parent, out=out))
+            try:
+                receipts.append(node.register(image, owner=owner, parent=parent, out=out))
+            except BlockImageError as exc:
+                if len(images) == 1:
+                    raise
+                click.echo(f"blockimage: error: {image}: {exc}", err=True)
+                failed += 1
+                continue
             if not as_json:
                 _print_receipt(receipts[-1])
         if as_json:
             docs = [r.to_dict() for r in receipts]
-            _print_json(docs[0] if len(docs) == 1 else docs)
+            _print_json(docs[0] if len(images) == 1 else docs)
+    if failed:
+        click.echo(f"blockimage: {failed} of {len(images)} images were not registered", err=True)
+        sys.exit(1)
+
+
+def _probe_inputs(home: Path | None, images: tuple[Path, ...]) -> None:
+    """Refuse unusable inputs before the node (and its home) is opened."""
+    from .config import load_settings, resolve_home
+    from .inputs import probe_file
+
+    with _errors():
+        settings = load_settings(resolve_home(home))  # read only: no home is created
+        for image in images:
+            probe_file(
+                image, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes
+            )
 
 
 def _print_receipt(r: Receipt) -> None:
@@ -223,9 +267,17 @@ def verify(
     ctx: click.Context, image: Path, report: Path | None, home: Path | None, as_json: bool | None
 ) -> None:
     """Find the registered record IMAGE comes from and judge it."""
+    from .config import load_settings, resolve_home
+    from .inputs import load_image
+
     home, as_json = _opts(ctx, home, as_json)
+    with _errors():  # the input first: a bad one is refused before a home is created
+        settings = load_settings(resolve_home(home))
+        suspect = load_image(
+            image, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes
+        )
     with _node(home) as node:
-        evidence = node.verify_detailed(image)
+        evidence = node.verify_detailed(suspect)
         verdict = evidence.verdict
         if report is not None:
             from .report import render_report
@@ -295,15 +347,19 @@ def analyze(ctx: click.Context, image: Path, home: Path | None, as_json: bool | 
             {
                 "image": str(image),
                 "tags": [vars(t) for t in tags],
-                "blind_tamper_score": round(score, 3),
+                "blind_tamper_score": score,
                 "model": analysis.model,
             }
         )
         return
     click.echo("tags: " + ", ".join(f"{t.label} ({t.score:.2f})" for t in tags))
-    click.echo(
-        f"blind tamper score: {score:.2f} (0 = untouched, 1 = edited; a weak signal, see README)"
-    )
+    if score is None:
+        click.echo("blind tamper score: none (the image is too small to judge)")
+    else:
+        click.echo(
+            f"blind tamper score: {score:.2f} (0 = untouched, 1 = edited; a weak signal, see "
+            "README)"
+        )
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -419,10 +475,14 @@ def export(
 def verify_bundle_command(ctx: click.Context, bundle: Path, as_json: bool | None) -> None:
     """Check an evidence bundle offline: signatures, Merkle proof, image hashes. No home needed."""
     from .bundle import InvalidBundleError, verify_bundle
+    from .inputs import read_file
 
     _, as_json = _opts(ctx, None, as_json)
+    with _errors():
+        # An image of at most 256 MiB (the DAG walk's bound) and its evidence.
+        data = read_file(bundle, max_bytes=300 * 1024 * 1024)
     try:
-        report = verify_bundle(bundle.read_bytes())
+        report = verify_bundle(data)
     except InvalidBundleError as exc:
         if as_json:
             _print_json({"ok": False, "fault": str(exc)})
@@ -487,6 +547,11 @@ def audit(ctx: click.Context, start: int, home: Path | None, as_json: bool | Non
                 f"ok: {report.records_checked} records, {report.checkpoints_checked} "
                 f"checkpoints, {report.cids_checked} stored images verified"
             )
+            if report.unreferenced_files:
+                click.echo(
+                    f"note: {report.unreferenced_files} file(s) in blocks/ belong to no record "
+                    "(an interrupted registration left them): `blockimage gc` removes them"
+                )
             if node.settings.ledger == "fabric":
                 click.echo(
                     f"Fabric channel {node.settings.fabric['channel']}: every record's transaction "
@@ -494,6 +559,24 @@ def audit(ctx: click.Context, start: int, home: Path | None, as_json: bool | Non
                 )
             else:
                 click.echo(f"tree size {report.tree_size}, root {report.root_hash}")
+
+
+# -- gc -------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@_common
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, home: Path | None, as_json: bool | None) -> None:
+    """Remove files of the embedded blockstore that no record uses (left by interrupted
+    registrations)."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        files, size = node.gc(dry_run=dry_run)
+    if as_json:
+        _print_json({"files": files, "bytes": size, "removed": not dry_run})
+    else:
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"{verb} {files} file(s), {size:,} bytes")
 
 
 # -- demo -----------------------------------------------------------------------------------------

@@ -113,12 +113,14 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
     if path.exists():
         try:
             doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        storage, ledger, limits, analysis = (
-            doc.get(k, {}) for k in ("storage", "ledger", "limits", "analysis")
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+        storage, ledger, limits, analysis, fabric_table = (
+            _table(doc, k, path) for k in ("storage", "ledger", "limits", "analysis", "fabric")
         )
-        fabric.update({k: str(v) for k, v in doc.get("fabric", {}).items() if k in FABRIC_SETTINGS})
+        fabric.update({k: str(v) for k, v in fabric_table.items() if k in FABRIC_SETTINGS})
         settings = replace(
             settings,
             storage=storage.get("backend", settings.storage),
@@ -144,6 +146,13 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
             fabric[name] = env[f"BLOCKIMAGE_FABRIC_{name.upper()}"]
     settings = replace(settings, **overrides, fabric=fabric)
     return _checked(settings)
+
+
+def _table(doc: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table, not {type(value).__name__}")
+    return value
 
 
 def read_fabric_env(path: Path) -> dict[str, str]:
@@ -178,10 +187,17 @@ def _checked(s: Settings) -> Settings:
             )
     if s.backbone not in BACKBONES:
         raise ConfigError(f"analysis backbone {s.backbone!r} is not one of {BACKBONES}")
-    try:
-        max_pixels, max_bytes = int(s.max_pixels), int(s.max_file_bytes)
-    except (TypeError, ValueError):
-        raise ConfigError("max_pixels and max_file_bytes must be integers") from None
-    if max_pixels <= 0 or max_bytes <= 0:
-        raise ConfigError("max_pixels and max_file_bytes must be positive")
+    if not isinstance(s.kubo_api, str) or not s.kubo_api.startswith(("http://", "https://")):
+        raise ConfigError(f"kubo_api {s.kubo_api!r} is not an http(s) URL")
+    max_pixels = _positive_integer(s.max_pixels, "max_pixels")
+    max_bytes = _positive_integer(s.max_file_bytes, "max_file_bytes")
     return replace(s, max_pixels=max_pixels, max_file_bytes=max_bytes)
+
+
+def _positive_integer(value: object, name: str) -> int:
+    """An integer from TOML or from an environment variable's digits; nothing else."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+    return value

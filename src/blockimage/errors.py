@@ -20,14 +20,21 @@ from __future__ import annotations
 
 __all__ = [
     "BlockImageError",
+    "InvalidInputError",
     "DuplicateContentError",
     "BackendUnavailableError",
     "WatermarkNotRecoverableError",
+    "OriginalUnavailableError",
+    "OutputNotWrittenError",
 ]
 
 
 class BlockImageError(Exception):
     """Root of every error BlockImage raises on purpose; its message is for the user."""
+
+
+class InvalidInputError(BlockImageError, ValueError):
+    """An input file cannot be used: missing, unreadable, not a regular file, or too large."""
 
 
 class DuplicateContentError(BlockImageError, ValueError):
@@ -40,3 +47,17 @@ class BackendUnavailableError(BlockImageError, RuntimeError):
 
 class WatermarkNotRecoverableError(BlockImageError, ValueError):
     """The watermark did not survive saving the registered file (nothing was registered)."""
+
+
+class OriginalUnavailableError(BlockImageError, RuntimeError):
+    """A registered record was found, but its stored original could not be fetched or did not
+    match the record, so no benign or tampered verdict can be given (verdicts fail closed)."""
+
+    def __init__(self, message: str, *, record_id: str, matched_by: str) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+        self.matched_by = matched_by
+
+
+class OutputNotWrittenError(BlockImageError, OSError):
+    """The record was committed but the registered file could not be written where asked."""

@@ -1,29 +1,93 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of it."""
+"""Writing files a user will find: atomically, never over another file, and nothing left behind.
+
+A file is first written to a staging file beside its final path (same directory, so the final
+step is a rename on one filesystem), flushed and fsync'd, then moved into place. Staging files
+are named ``.NAME.blockimage-PID-RANDOM.tmp``: a process killed between the two steps leaves
+one, and the next run removes those whose process is gone. Files are created with mode 0666
+less the umask, as any program's output; keys are written elsewhere (:mod:`blockimage.keys`).
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 
-__all__ = ["stage_file", "write_atomic"]
+__all__ = ["stage_file", "write_atomic", "place_new", "process_running", "remove_stale_staging"]
+
+_STAGED = re.compile(r"^\..+\.blockimage-(\d+)-[0-9a-f]{8}\.tmp$")
 
 
 def stage_file(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` (fsync'd); the caller renames it."""
+    """Write ``data`` to a new staging file beside ``path`` (fsync'd); the caller moves it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    staged = path.with_name(f".{path.name}.blockimage-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
-    return Path(tmp)
+    return staged
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` through a staged temporary file and a rename."""
-    os.replace(stage_file(path, data), path)
+    """Replace ``path`` with ``data`` through a staging file and a rename (for files that are
+    meant to be replaced: a report, a fetched copy, the node's own config)."""
+    staged = stage_file(path, data)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+
+
+def place_new(staged: Path, path: Path) -> Path:
+    """Move ``staged`` to ``path`` without replacing anything: if ``path`` exists, to
+    ``STEM-2.SUFFIXES``, ``STEM-3.SUFFIXES``...; returns where it went. The move is a hard link
+    (which fails rather than replace) and the removal of the staging name."""
+    stem, dot, suffixes = path.name.partition(".")
+    for n in range(1, 10_000):
+        target = path if n == 1 else path.with_name(f"{stem}-{n}{dot}{suffixes}")
+        try:
+            os.link(staged, target)
+        except FileExistsError:
+            continue
+        staged.unlink()
+        return target
+    raise FileExistsError(f"no free name for {path} (tried up to {target.name})")
+
+
+def remove_stale_staging(directory: Path) -> int:
+    """Remove staging files in ``directory`` whose writing process no longer runs."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        found = _STAGED.match(entry.name)
+        if found and not process_running(int(found.group(1))):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BlockImageError
+from .errors import InvalidInputError
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -36,6 +37,7 @@ __all__ = [
     "decode_image",
     "encode_image",
     "media_type_of",
+    "probe_image",
     "rgb_from_array",
     "work_size",
     "work_image",
@@ -55,7 +57,7 @@ _MEDIA_TYPES = {
 }
 
 
-class InvalidImageError(BlockImageError, ValueError):
+class InvalidImageError(InvalidInputError):
     """The input is not an image we accept: unreadable, truncated, unsupported or too large."""
 
 
@@ -96,48 +98,68 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         Empty input, not an image, a format outside :data:`ALLOWED_FORMATS`, too many pixels,
         or a truncated / corrupt file.
     """
-    if not data:
-        raise InvalidImageError("the file is empty")
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns (and at 2x raises) on large images; our own limit below decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=None)
-    except UnidentifiedImageError:
-        raise InvalidImageError("not an image (unrecognised file format)") from None
-    except Image.DecompressionBombError as exc:
-        raise _too_large(str(exc), max_pixels) from None
-    except OSError as exc:
-        raise InvalidImageError(f"unreadable image: {exc}") from None
+    image = _open_checked(data, max_pixels)
     with image:
         fmt = image.format or ""
-        if fmt not in ALLOWED_FORMATS:
-            raise InvalidImageError(
-                f"unsupported image format {fmt or 'unknown'}; accepted: JPEG, PNG, WebP, TIFF"
-            )
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise InvalidImageError("image has no pixels")
-        if width * height > max_pixels:
-            raise InvalidImageError(
-                f"image too large: {width}x{height} = {width * height:,} pixels, "
-                f"limit is {max_pixels:,}"
-            )
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                # Pillow warns of corrupt EXIF and the like: the pixels decide, and a warning
+                # printed by a library would break the CLI's one-line errors.
+                warnings.simplefilter("ignore")
                 image.load()
                 lossless = _is_lossless(fmt, data)
                 oriented = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(oriented)
         except Image.DecompressionBombError as exc:
             raise _too_large(str(exc), max_pixels) from None
-        except (OSError, ValueError, SyntaxError) as exc:
+        except (OSError, ValueError, SyntaxError, struct.error) as exc:
             raise InvalidImageError(f"corrupt or truncated {fmt} image: {exc}") from None
     pixels = np.asarray(rgb, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImageError(f"could not convert the image to RGB (shape {pixels.shape})")
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt, lossless=lossless)
+
+
+def probe_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """(format, width, height) from the header, with every check :func:`decode_image` makes
+    before decompressing (a cheap way to refuse a batch's bad inputs up front)."""
+    with _open_checked(data, max_pixels) as image:
+        return image.format or "", image.size[0], image.size[1]
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """The image opened lazily (header only), its format and pixel count checked."""
+    if not data:
+        raise InvalidImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and at 2x raises) on large images, where our own limit below
+            # decides, and of corrupt metadata, which the pixels do not depend on.
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data), formats=None)
+    except UnidentifiedImageError:
+        raise InvalidImageError("not an image (unrecognised file format)") from None
+    except Image.DecompressionBombError as exc:
+        raise _too_large(str(exc), max_pixels) from None
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        # e.g. a PNG text or ICC chunk that decompresses past Pillow's limit before the pixels
+        raise InvalidImageError(f"unreadable image: {exc}") from None
+    fmt = image.format or ""
+    width, height = image.size
+    problem = None
+    if fmt not in ALLOWED_FORMATS:
+        problem = f"unsupported image format {fmt or 'unknown'}; accepted: JPEG, PNG, WebP, TIFF"
+    elif width <= 0 or height <= 0:
+        problem = "image has no pixels"
+    elif width * height > max_pixels:
+        problem = (
+            f"image too large: {width}x{height} = {width * height:,} pixels, "
+            f"limit is {max_pixels:,}"
+        )
+    if problem:
+        image.close()
+        raise InvalidImageError(problem)
+    return image
 
 
 def _too_large(pillow_message: str, max_pixels: int) -> InvalidImageError:

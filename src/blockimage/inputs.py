@@ -15,16 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .imaging import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
     DecodedImage,
     InvalidImageError,
     decode_image,
+    probe_image,
     rgb_from_array,
 )
 
-__all__ = ["ImageSource", "LoadedImage", "load_image"]
+__all__ = ["ImageSource", "LoadedImage", "load_image", "probe_file", "read_file"]
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | np.ndarray
 
@@ -62,24 +64,50 @@ def load_image(
         _check_size(len(data), "input", max_file_bytes)
         return LoadedImage(data, decode_image(data, max_pixels=max_pixels), None)
     path = Path(source)
-    try:
-        if not path.is_file():
-            if path.is_dir():
-                raise InvalidImageError(f"{path}: is a directory")
-            if not path.exists():
-                raise InvalidImageError(f"{path}: no such file")
-            raise InvalidImageError(f"{path}: not a regular file")
-        _check_size(path.stat().st_size, str(path), max_file_bytes)
-        data = path.read_bytes()
-    except PermissionError:
-        raise InvalidImageError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise InvalidImageError(f"{path}: {exc.strerror or exc}") from None
+    data = read_file(path, max_bytes=max_file_bytes, error=InvalidImageError)
     try:
         image = decode_image(data, max_pixels=max_pixels)
     except InvalidImageError as exc:
         raise InvalidImageError(f"{path}: {exc}") from None
     return LoadedImage(data, image, path)
+
+
+def probe_file(
+    path: Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> None:
+    """Refuse ``path`` now if :func:`load_image` would refuse it before decoding (missing,
+    special, too large, not an accepted image by its header): what a batch checks for every
+    input before it starts, so that a bad input is reported before anything is written."""
+    data = read_file(path, max_bytes=max_file_bytes, error=InvalidImageError)
+    try:
+        probe_image(data, max_pixels=max_pixels)
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"{path}: {exc}") from None
+
+
+def read_file(
+    path: Path, *, max_bytes: int, error: type[InvalidInputError] = InvalidInputError
+) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, checked before reading (a device
+    such as ``/dev/zero`` or a FIFO is refused, not read); ``error`` says what is wrong."""
+    try:
+        if not path.is_file():
+            if path.is_dir():
+                raise error(f"{path}: is a directory")
+            if not path.exists():
+                raise error(f"{path}: no such file")
+            raise error(f"{path}: not a regular file")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: file too large ({size:,} bytes, limit {max_bytes:,})")
+        return path.read_bytes()
+    except PermissionError:
+        raise error(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise error(f"{path}: {exc.strerror or exc}") from None
 
 
 def _check_size(size: int, what: str, limit: int) -> None:

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _FEATURES = 500
+_MIN_SIDE = 2 * 31 + 1  # ORB's patch and edge threshold (31 px) on both sides of a keypoint
 MIN_INLIERS = 15
 RATIO = 0.8  # Lowe's ratio: a match counts if clearly closer than the second-best candidate
 
@@ -54,6 +55,8 @@ def detect(
     grey: np.ndarray, features: int, *, fast_threshold: int = 20
 ) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints of a grey uint8 image: (N x 2 float32 pixel positions, N x 32 uint8)."""
+    if min(grey.shape[:2]) < _MIN_SIDE:  # no room for one ORB patch (OpenCV asserts)
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     orb = cv2.ORB.create(nfeatures=features, fastThreshold=fast_threshold)
     keypoints, descriptors = orb.detectAndCompute(grey, None)
     if descriptors is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from .analysis.classifier import backbone_model
 from .bundle import make_bundle
@@ -109,8 +110,11 @@ class Node:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def load(self, source: ImageSource) -> LoadedImage:
-        """Read and decode an input under this node's limits (``[limits]`` in config.toml)."""
+    def load(self, source: ImageSource | LoadedImage) -> LoadedImage:
+        """Read and decode an input under this node's limits (``[limits]`` in config.toml);
+        an input loaded already (by :func:`~blockimage.inputs.load_image`) is taken as is."""
+        if isinstance(source, LoadedImage):
+            return source
         return load_image(
             source,
             max_pixels=self.settings.max_pixels,
@@ -120,7 +124,7 @@ class Node:
     # -- the two flows ----------------------------------------------------------------------------
     def register(
         self,
-        source: ImageSource,
+        source: ImageSource | LoadedImage,
         *,
         owner: str,
         parent: str | None = None,
@@ -137,12 +141,12 @@ class Node:
         """
         return self.registrar.register(self.load(source), owner=owner, parent=parent, out=out)
 
-    def verify(self, source: ImageSource) -> Verdict:
+    def verify(self, source: ImageSource | LoadedImage) -> Verdict:
         """Find the registered record an image comes from and judge it (a
         :class:`~blockimage.records.Verdict`)."""
         return self.verify_detailed(source).verdict
 
-    def verify_detailed(self, source: ImageSource) -> Evidence:
+    def verify_detailed(self, source: ImageSource | LoadedImage) -> Evidence:
         """:meth:`verify`, plus the images behind the verdict (for reports)."""
         return self.verifier.verify(self.load(source))
 
@@ -194,10 +198,39 @@ class Node:
             cids += 1
             if cids % 10_000 == 0:
                 self.progress(f"audit: stored images {index + 1:,} of {report.tree_size:,}")
+        leftovers = None
+        if start == 0 and hasattr(self.storage, "unreferenced"):
+            leftovers = len(self.garbage())
         return AuditReport(
             tree_size=report.tree_size,
             root_hash=report.root_hash,
             checkpoints_checked=report.checkpoints_checked,
             records_checked=report.records_checked,
             cids_checked=cids,
+            unreferenced_files=leftovers,
         )
+
+    def garbage(self) -> list[Path]:
+        """Files of the embedded blockstore that no record uses: blocks of registrations
+        that never committed, and staging files of processes that are gone."""
+        unreferenced = getattr(self.storage, "unreferenced", None)
+        if unreferenced is None:
+            raise BackendUnavailableError(
+                "gc works on the embedded blockstore; a Kubo node collects its own garbage "
+                "(`ipfs repo gc`; BlockImage pins what it stores)"
+            )
+        found: list[Path] = unreferenced(record.cid for _, record in self.ledger.records())
+        return found
+
+    def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Remove :meth:`garbage` (unless ``dry_run``); return (files, bytes)."""
+        found = self.garbage()
+        size = 0
+        for path in found:
+            try:
+                size += path.stat().st_size
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+        return len(found), size

@@ -16,8 +16,11 @@ Every user-visible document (CLI ``--json``, HTTP API, reports) is produced from
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
@@ -145,6 +148,8 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
+        if not isinstance(d, dict):
+            raise RecordFormatError(f"a record must be an object, not {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         missing = names - set(d) - {"tags", "watermark", "parent", "signature"}
         if missing:
@@ -155,15 +160,30 @@ class Record:
                 Tag(str(t["label"]), float(t["score"])) for t in d.get("tags", [])
             )
             wm = d.get("watermark")
-            kwargs["watermark"] = WatermarkMetrics(**wm) if wm is not None else None
+            kwargs["watermark"] = (
+                WatermarkMetrics(float(wm["psnr"]), float(wm["ssim"]), float(wm["nc"]))
+                if wm is not None
+                else None
+            )
             record = cls(**kwargs)
-        except (TypeError, KeyError) as exc:
-            raise RecordFormatError(f"record has a malformed field: {exc}") from exc
+        except (TypeError, KeyError, ValueError, AttributeError, OverflowError) as exc:
+            raise RecordFormatError(f"record has a malformed field: {exc!r}") from None
         record.check_form()
         return record
 
     def check_form(self) -> None:
         """Raise :class:`RecordFormatError` if a field does not have its required form."""
+        for name in _TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise RecordFormatError(f"field {name} of a record must be a string")
+        for name, low in (("pdq_quality", 0), ("width", 1), ("height", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise RecordFormatError(f"field {name} of a record must be an integer >= {low}")
+        if self.pdq_quality > 100:
+            raise RecordFormatError("field pdq_quality of a record must be at most 100")
+        if self.parent is not None and not isinstance(self.parent, str):
+            raise RecordFormatError("field parent of a record must be a record id or null")
         if not RECORD_ID_RE.match(self.record_id):
             raise RecordFormatError(f"record_id {self.record_id!r} is not 16 lower-case hex digits")
         for name in ("sha256_file", "sha256_pixels", "original_sha256_file", "pdq", "owner_key"):
@@ -191,6 +211,10 @@ class Record:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
+_TEXT_FIELDS = (
+    "record_id", "owner", "owner_key", "created_at", "sha256_file", "sha256_pixels",
+    "original_sha256_file", "pdq", "cid", "media_type", "signature",
+)  # fmt: skip
 
 
 def sign_record(record: Record, key: Ed25519PrivateKey) -> Record:
@@ -237,14 +261,15 @@ class LogProof:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LogProof:
-        return cls(
-            leaf_index=int(d["leaf_index"]),
-            tree_size=int(d["tree_size"]),
-            root_hash=str(d["root_hash"]),
-            inclusion_path=tuple(d["inclusion_path"]),
-            leaf=base64.b64decode(d["leaf"]),
-            checkpoint=str(d["checkpoint"]),
-        )
+        with _malformed("the receipt's log proof"):
+            return cls(
+                leaf_index=int(d["leaf_index"]),
+                tree_size=int(d["tree_size"]),
+                root_hash=str(d["root_hash"]),
+                inclusion_path=tuple(str(h) for h in d["inclusion_path"]),
+                leaf=base64.b64decode(d["leaf"], validate=True),
+                checkpoint=str(d["checkpoint"]),
+            )
 
     def summary(self) -> str:
         return f"leaf {self.leaf_index} of {self.tree_size}, root {self.root_hash}"
@@ -286,16 +311,17 @@ class FabricProof:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FabricProof:
-        return cls(
-            channel=str(d["channel"]),
-            chaincode=str(d["chaincode"]),
-            tx_id=str(d["tx_id"]),
-            block_number=int(d["block_number"]),
-            validation_code=str(d["validation_code"]),
-            leaf=base64.b64decode(d["leaf"]),
-            msp_id=str(d["msp_id"]),
-            block_data_hash=str(d["block_data_hash"]),
-        )
+        with _malformed("the receipt's Fabric proof"):
+            return cls(
+                channel=str(d["channel"]),
+                chaincode=str(d["chaincode"]),
+                tx_id=str(d["tx_id"]),
+                block_number=int(d["block_number"]),
+                validation_code=str(d["validation_code"]),
+                leaf=base64.b64decode(d["leaf"], validate=True),
+                msp_id=str(d["msp_id"]),
+                block_data_hash=str(d["block_data_hash"]),
+            )
 
     def summary(self) -> str:
         return (
@@ -306,7 +332,17 @@ class FabricProof:
 
 def proof_from_dict(d: dict[str, Any]) -> LogProof | FabricProof:
     """The ``log`` object of a receipt: a Merkle log proof, or Fabric transaction evidence."""
+    if not isinstance(d, dict):
+        raise RecordFormatError("the receipt's log must be an object")
     return FabricProof.from_dict(d) if d.get("ledger") == "fabric" else LogProof.from_dict(d)
+
+
+@contextmanager
+def _malformed(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, binascii.Error) as exc:
+        raise RecordFormatError(f"{what} is malformed: {exc!r}") from None
 
 
 @dataclass(frozen=True)
@@ -329,8 +365,13 @@ class Receipt:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Receipt:
+        if not isinstance(d, dict) or "log" not in d:
+            raise RecordFormatError("a receipt must be an object with a log")
+        output = d.get("output")
+        if output is not None and not isinstance(output, str):
+            raise RecordFormatError("the receipt's output must be a path or null")
         rest = {k: v for k, v in d.items() if k not in ("log", "output")}
-        return cls(Record.from_dict(rest), proof_from_dict(d["log"]), d.get("output"))
+        return cls(Record.from_dict(rest), proof_from_dict(d["log"]), output)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 :class:`Registrar` takes a loaded image (:func:`blockimage.inputs.load_image`) and an owner and
 returns the signed receipt. Before anything is written it refuses a second "original" of a
 registered picture: the matchers (:mod:`blockimage.matchers`) are asked for exact or confident
-matches, and a derivative must name its parent. The registered file is staged beside its final
-path and renamed into place only after the ledger has committed the record, so a failure or a
-crash at any step leaves no record and no output.
+matches, and a derivative must name its parent. The check runs again inside the ledger's
+append (under the Merkle log's write lock), so concurrent registrations of one picture give one
+original; the ledger itself refuses reused content hashes. The registered file is staged beside
+its final path and renamed into place only after the ledger has committed the record, so a
+failure or a crash at any step leaves no record and no output.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from pathlib import Path
 
 from . import watermark
 from .analysis.classifier import DEFAULT_MODEL, classify
-from .errors import DuplicateContentError, WatermarkNotRecoverableError
-from .files import stage_file
+from .errors import (
+    DuplicateContentError,
+    OutputNotWrittenError,
+    WatermarkNotRecoverableError,
+)
+from .files import place_new, remove_stale_staging, stage_file
 from .fingerprint import fingerprint
 from .imaging import DecodedImage, decode_image, encode_image
 from .inputs import LoadedImage
-from .keys import KeyStore, check_owner_name
+from .keys import KeyFileError, KeyStore, check_owner_name
 from .ledger import Ledger, RecordNotFoundError
 from .matchers import Matcher, Strength, Suspect
 from .quality import normalized_correlation, psnr, ssim
@@ -75,6 +81,8 @@ class Registrar:
     ) -> Receipt:
         """Register a loaded image as ``owner``'s; see :meth:`blockimage.Node.register`."""
         check_owner_name(owner)
+        if not self.ledger.shared and not self.keys.has_owner_key(owner):
+            self._refuse_second_identity(owner)
         if parent is not None:
             self.ledger.get(parent)  # raises RecordNotFoundError
         pixels = item.image.pixels
@@ -94,7 +102,10 @@ class Registrar:
         fp = fingerprint(marked.data, marked.image.pixels)
 
         output_path = _output_path(item.path, marked.image.format, out)
-        staged = stage_file(output_path, marked.data) if output_path else None
+        staged = None
+        if output_path is not None:
+            remove_stale_staging(output_path.parent)  # what a killed registration left
+            staged = stage_file(output_path, marked.data)
         try:
             # 4. store
             cid = self.storage.put(marked.data)
@@ -118,18 +129,32 @@ class Registrar:
                 watermark=marked.metrics,
                 parent=parent,
             )
-            log = self.ledger.append(sign_record(record, owner_key))
+            # The duplicate check again, atomically with the append: another process may have
+            # registered the same picture while this one was watermarking it.
+            log = self.ledger.append(
+                sign_record(record, owner_key),
+                check=lambda: self._refuse_duplicate(submitted, parent=parent),
+            )
         except BaseException:
             if staged:
                 staged.unlink(missing_ok=True)
             raise
-        if staged and output_path:
-            os.replace(staged, output_path)
         committed = Record.from_leaf(log.leaf)
         registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
         for matcher in self.matchers:
             matcher.registered(committed, registered)
-        return Receipt(record=committed, log=log, output=str(output_path) if output_path else None)
+        written = None
+        if staged is not None and output_path is not None:
+            try:
+                written = place_new(staged, output_path)  # never over another file
+            except OSError as exc:
+                staged.unlink(missing_ok=True)
+                raise OutputNotWrittenError(
+                    f"record {committed.record_id} is registered, but the registered file could "
+                    f"not be written to {output_path.parent} ({exc.strerror or exc}); fetch it "
+                    f"with `blockimage get {committed.cid} -o FILE`"
+                ) from None
+        return Receipt(record=committed, log=log, output=str(written) if written else None)
 
     def _refuse_duplicate(self, submitted: Suspect, *, parent: str | None) -> None:
         """Refuse content that is registered already: an exact copy always, a confident match
@@ -150,6 +175,19 @@ class Registrar:
                         f"{existing.owner}: {found.evidence}); register it as a derivative with "
                         f"--parent {existing.record_id}"
                     )
+
+    def _refuse_second_identity(self, owner: str) -> None:
+        """A first registration for ``owner`` in this home makes its key; if this home's own
+        ledger already has records of that owner, their key was lost (the manifest that would
+        say so went with it), and a new one would be a second identity under the same name."""
+        earlier = self.ledger.by_owner(owner)
+        if earlier:
+            raise KeyFileError(
+                f"owner {owner} has {len(earlier)} record(s) on the ledger signed with key "
+                f"{earlier[0].owner_key[:16]}…, but this home has no key for {owner}: restore "
+                "the keys/ folder from your backup (README: Backing up a home), or register "
+                "under another owner name"
+            )
 
     def _embed_watermark(self, image: DecodedImage, record_id: str) -> _Marked:
         """Embed the record id, save in the output format, and check the mark in the saved file."""

@@ -21,7 +21,8 @@ import numpy as np
 from .analysis import blind_tamper_score
 from .analysis.classifier import DEFAULT_MODEL, classify, load_classifier
 from .compare import Comparison, compare
-from .fingerprint import PDQ_MATCH_THRESHOLD, pdq_distance
+from .errors import OriginalUnavailableError
+from .fingerprint import PDQ_MATCH_THRESHOLD, file_sha256, pdq_distance
 from .imaging import InvalidImageError, decode_image, encode_image
 from .inputs import LoadedImage
 from .ledger import Ledger
@@ -79,32 +80,46 @@ class Verifier:
 
         tried: set[str] = set()
         rejected: list[Candidate] = []
+        unavailable: list[OriginalUnavailableError] = []
         for matcher in self.matchers:
             for candidate in matcher.candidates(suspect):
                 record = candidate.record
                 if record.record_id in tried:
                     continue
                 if candidate.strength == Strength.EXACT:
-                    explanation = [candidate.explanation] if candidate.explanation else []
-                    verdict = self._verdict(
-                        "authentic", candidate, candidate.similarity, explanation
-                    )
+                    exact = [candidate.explanation] if candidate.explanation else []
+                    verdict = self._verdict("authentic", candidate, candidate.similarity, exact)
                     return Evidence(verdict, pixels)
                 tried.add(record.record_id)
-                judged = self._judge(suspect, candidate, suspect_tags)
+                try:
+                    judged = self._judge(suspect, candidate, suspect_tags)
+                except OriginalUnavailableError as exc:
+                    if candidate.strength == Strength.MATCH:
+                        raise  # the record is named, but nothing can be said of the pixels
+                    unavailable.append(exc)  # a proposal that cannot be confirmed or rejected
+                    continue
                 # A candidate only proposes: the pixels must show the same picture.
                 confirmed = judged.comparison is not None and judged.comparison.same_picture
                 if candidate.strength == Strength.MATCH or confirmed:
                     return judged
                 rejected.append(candidate)
+        if unavailable:  # "unknown" would hide a record that may be the original
+            raise unavailable[0]
         explanation = ["No registered image has this file hash, pixel hash or perceptual hash."]
         explanation += [c.rejection for c in rejected if c.rejection]
         explanation += [line for m in self.matchers if (line := m.explain_miss(suspect))]
         score = blind_tamper_score(pixels, suspect.prediction)
-        explanation.append(
-            f"Blind tamper score {score:.2f} (0 = untouched, 1 = edited), judged from the image "
-            "alone: a weak signal (F1 0.63 in cross-validation on a synthetic set), not proof."
-        )
+        if score is None:
+            explanation.append(
+                f"The image ({pixels.shape[1]}x{pixels.shape[0]}) is too small for the blind "
+                "tamper score."
+            )
+        else:
+            explanation.append(
+                f"Blind tamper score {score:.2f} (0 = untouched, 1 = edited), judged from the "
+                "image alone: a weak signal (F1 0.63 in cross-validation on a synthetic set), "
+                "not proof."
+            )
         verdict = Verdict(
             verdict="unknown", explanation=tuple(explanation), blind_tamper_score=score
         )
@@ -132,16 +147,7 @@ class Verifier:
         )
         mark = suspect.mark
         bits_ok = round(mark.bits_ok, 4) if mark.payload is not None else None
-        try:
-            original = decode_image(
-                self.storage.get(record.cid), max_pixels=self._max_pixels
-            ).pixels
-        except (StorageError, InvalidImageError) as exc:
-            explanation.append(
-                f"The stored original could not be fetched ({exc}); local edits are not ruled out."
-            )
-            similarity = Similarity(pdq_distance=distance, watermark_bits_ok=bits_ok)
-            return Evidence(self._verdict("benign", candidate, similarity, explanation), pixels)
+        original = self._original(candidate)
         explanation.append(_drift_sentence(record.tags, suspect_tags()))
         result = compare(pixels, original)
         similarity = Similarity(
@@ -175,6 +181,32 @@ class Verifier:
         if regions:
             judged = replace(judged, regions=regions, mask=_mask_png(result.mask))
         return Evidence(judged, pixels, original, result)
+
+    def _original(self, candidate: Candidate) -> np.ndarray:
+        """The stored original of the candidate's record, fetched and checked against the
+        record's SHA-256; :class:`OriginalUnavailableError` if it cannot be had."""
+        record = candidate.record
+
+        def unavailable(why: str) -> OriginalUnavailableError:
+            return OriginalUnavailableError(
+                f"record {record.record_id} (found by {candidate.matched_by}) is on the ledger, "
+                f"but its stored original {record.cid} {why}; no benign or tampered verdict is "
+                "given without it (is the storage backend reachable? `blockimage get "
+                f"{record.cid}` fetches it)",
+                record_id=record.record_id,
+                matched_by=candidate.matched_by,
+            )
+
+        try:
+            data = self.storage.get(record.cid)
+        except StorageError as exc:
+            raise unavailable(f"could not be fetched ({exc})") from None
+        if file_sha256(data) != record.sha256_file:
+            raise unavailable("does not have the SHA-256 the record gives")
+        try:
+            return decode_image(data, max_pixels=self._max_pixels).pixels
+        except InvalidImageError as exc:
+            raise unavailable(f"does not decode ({exc})") from None
 
     def _verdict(
         self,

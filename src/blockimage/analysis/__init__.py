@@ -14,15 +14,21 @@ import numpy as np
 from ..records import Tag
 from .blind import ModelNotFoundError, load_model
 from .classifier import DEFAULT_MODEL, Prediction, load_classifier
-from .forensics import forensic_features
+from .forensics import MIN_SIDE, forensic_features, forensics_possible
 
-__all__ = ["Analysis", "analyze_image", "blind_tamper_score", "ModelNotFoundError"]
+__all__ = [
+    "Analysis",
+    "MIN_SIDE",
+    "analyze_image",
+    "blind_tamper_score",
+    "ModelNotFoundError",
+]
 
 
 @dataclass(frozen=True)
 class Analysis:
     tags: tuple[Tag, ...]
-    blind_tamper_score: float
+    blind_tamper_score: float | None  # None: too small for the forensic features
     model: str  # the backbone that gave the tags
 
 
@@ -41,16 +47,19 @@ def analyze_image(rgb: np.ndarray, tag_model: Path = DEFAULT_MODEL) -> Analysis:
     tagger = load_classifier(tag_model)
     model = load_model()
     pending = _POOL.submit(classifier.predict, rgb)
-    forensic = forensic_features(rgb)
+    forensic = forensic_features(rgb) if forensics_possible(rgb) else None
     prediction = pending.result()
-    score = model.score(forensic, prediction.features)
+    score = None if forensic is None else round(model.score(forensic, prediction.features), 3)
     tagged = prediction if tagger is classifier else tagger.predict(rgb)
-    return Analysis(tagger.tags(tagged), round(score, 3), tagger.name)
+    return Analysis(tagger.tags(tagged), score, tagger.name)
 
 
-def blind_tamper_score(rgb: np.ndarray, prediction: Prediction | None = None) -> float:
-    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with; ``prediction``
-    is the default backbone's output for ``rgb`` if the caller has it already."""
+def blind_tamper_score(rgb: np.ndarray, prediction: Prediction | None = None) -> float | None:
+    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with, or None for an
+    image too small to judge (under ``MIN_SIDE`` pixels a side at the working resolution);
+    ``prediction`` is the default backbone's output for ``rgb`` if the caller has it already."""
+    if not forensics_possible(rgb):
+        return None
     if prediction is None:
         return analyze_image(rgb).blind_tamper_score
     return round(load_model().score(forensic_features(rgb), prediction.features), 3)

@@ -21,10 +21,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..imaging import work_image
+from ..imaging import work_image, work_size
 from ..keypoints import detect
 
-__all__ = ["FEATURE_NAMES", "forensic_features"]
+__all__ = ["FEATURE_NAMES", "MIN_SIDE", "forensic_features", "forensics_possible"]
+
+# The statistics are over 32 x 32 blocks of the working image: fewer than two blocks a side say
+# nothing about consistency across the picture.
+MIN_SIDE = 64
 
 _BLOCK = 32
 _CLONE_KEYPOINTS = 3000
@@ -154,11 +158,21 @@ FEATURE_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def forensics_possible(rgb: np.ndarray) -> bool:
+    """Whether the image is large enough, at the working resolution, for the features."""
+    return min(work_size(*rgb.shape[:2])) >= MIN_SIDE
+
+
 def forensic_features(rgb: np.ndarray) -> np.ndarray:
     """The forensic feature vector of an RGB uint8 image (see :data:`FEATURE_NAMES`)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 uint8 array, got {rgb.dtype} {rgb.shape}")
     img = work_image(rgb)
+    if min(img.shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"the working image is {img.shape[1]}x{img.shape[0]}; the forensic features need "
+            f"{MIN_SIDE} pixels on each side (callers check forensics_possible first)"
+        )
     grey_u8 = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     grey = grey_u8.astype(np.float32)
     texture = _blocks(cv2.GaussianBlur(grey, (0, 0), 2.0), 16).std(axis=(2, 3))

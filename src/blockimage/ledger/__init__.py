@@ -62,12 +62,26 @@ class AuditReport:
     checkpoints_checked: int
     records_checked: int
     cids_checked: int = 0
+    unreferenced_files: int | None = None  # in the embedded blockstore, on a full audit
 
 
 @runtime_checkable
 class Ledger(Protocol):
-    def append(self, record: Record) -> LogProof | FabricProof:
-        """Append a signed record atomically; return the proof that it is on the ledger."""
+    # Whether other homes (nodes) write to this ledger too: then owner names are not this
+    # home's alone, and what this home registered cannot be told from the ledger.
+    shared: bool
+
+    def append(
+        self, record: Record, *, check: Callable[[], None] | None = None
+    ) -> LogProof | FabricProof:
+        """Append a signed record atomically; return the proof that it is on the ledger.
+
+        Every backend refuses (:class:`~blockimage.errors.DuplicateContentError`) a record
+        whose registered file or pixels are another record's, and one without a parent whose
+        submitted file is another record's original or registered file. ``check`` runs just
+        before the write and may raise to refuse it: on the Merkle log under its write lock,
+        so that a check-then-append is one atomic step across processes.
+        """
         ...
 
     def get(self, record_id: str) -> Record:

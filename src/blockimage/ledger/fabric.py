@@ -120,6 +120,8 @@ def _record_key(record_id: str) -> str:
 
 
 class FabricLedger:
+    shared = True  # a channel: every node of the consortium writes to it
+
     def __init__(self, settings: FabricSettings) -> None:
         self.settings = settings
         self._gateway = settings.connect()
@@ -146,9 +148,13 @@ class FabricLedger:
         return [self._record(canonical_json(r)) for r in json.loads(data)]
 
     # -- the Ledger Protocol ----------------------------------------------------------------------
-    def append(self, record: Record) -> FabricProof:
+    def append(self, record: Record, *, check: Callable[[], None] | None = None) -> FabricProof:
+        """Submit the record and wait for its commit. ``check`` runs before the submission;
+        on a channel shared by several nodes only the chaincode's own rules are atomic."""
         record.check_form()
         verify_record_signature(record)
+        if check is not None:
+            check()
         leaf = record.leaf_bytes()
         when = datetime.strptime(record.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=timezone.utc

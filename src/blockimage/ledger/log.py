@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..errors import DuplicateContentError
 from ..records import (
     InvalidRecordSignatureError,
     LogProof,
@@ -99,16 +100,27 @@ class MerkleLog:
         The log's name in its checkpoints (also the signer name).
     """
 
+    shared = False  # the log lives in one home
+
     def __init__(self, path: Path, node_key: Ed25519PrivateKey, *, origin: str) -> None:
         self.path = Path(path)
         self._key = node_key
         self._public = node_key.public_key().public_bytes_raw()
         self.origin = origin
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version:
+                self._db.execute("SELECT COUNT(*) FROM checkpoints LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise LedgerError(
+                f"{self.path} is not a readable BlockImage ledger ({exc}); nothing was changed: "
+                "restore it from a backup (see README: Backing up a home)"
+            ) from None
         if version > _SCHEMA_VERSION:
             raise LedgerError(
                 f"{self.path} has schema version {version}; this BlockImage knows {_SCHEMA_VERSION}"
@@ -119,6 +131,25 @@ class MerkleLog:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._check_signer()
+
+    def _check_signer(self) -> None:
+        """The node key must be the one that signed this log's checkpoints: a replaced key
+        would sign checkpoints that no earlier receipt's verifier accepts."""
+        row = self._db.execute(
+            "SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return
+        try:
+            open_checkpoint(row[0], self._public, name=self.origin)
+        except InvalidCheckpointError:
+            self._db.close()
+            raise LedgerError(
+                f"{self.path} was signed by another node key than keys/node.key (the key was "
+                "lost or replaced): restore the keys/ folder from your backup (README: Backing "
+                "up a home)"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -146,8 +177,10 @@ class MerkleLog:
         row = self._db.execute("SELECT MAX(leaf_index) FROM leaves").fetchone()
         return 0 if row[0] is None else row[0] + 1
 
-    def append(self, record: Record) -> LogProof:
+    def append(self, record: Record, *, check: Callable[[], None] | None = None) -> LogProof:
         with self._transaction() as db:
+            if check is not None:
+                check()  # under the write lock: no other process can append meanwhile
             index, leaf = self._add_leaf(db, record)
             size, root, note = self._sign_checkpoint(db, index + 1)
             return self._proof_at(index, leaf, size, root, note)
@@ -172,6 +205,7 @@ class MerkleLog:
         leaf = record.leaf_bytes()
         if db.execute("SELECT 1 FROM leaves WHERE record_id=?", (record.record_id,)).fetchone():
             raise DuplicateRecordError(f"record {record.record_id} is already on the ledger")
+        self._refuse_registered_content(db, record)
         index = self.size()
         db.execute(
             "INSERT INTO leaves (leaf_index, leaf, record_id, owner, sha256_file, "
@@ -188,6 +222,25 @@ class MerkleLog:
             level, idx = level + 1, idx >> 1
             db.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, idx, h))
         return index, leaf
+
+    @staticmethod
+    def _refuse_registered_content(db: sqlite3.Connection, record: Record) -> None:
+        """The content rules every ledger backend enforces (the chaincode does too)."""
+        owner = db.execute(
+            "SELECT record_id FROM leaves WHERE sha256_file IN (?1, ?2) "
+            "OR sha256_pixels IN (?1, ?2) LIMIT 1",
+            (record.sha256_file, record.sha256_pixels),
+        ).fetchone()
+        if owner is None and record.parent is None:
+            owner = db.execute(
+                "SELECT record_id FROM leaves WHERE original_sha256_file=?1 OR sha256_file=?1 "
+                "LIMIT 1",
+                (record.original_sha256_file,),
+            ).fetchone()
+        if owner is not None:
+            raise DuplicateContentError(
+                f"record {record.record_id}: its content is already registered as record {owner[0]}"
+            )
 
     def _sign_checkpoint(self, db: sqlite3.Connection, size: int) -> tuple[int, bytes, str]:
         root = self._subtree(0, size)

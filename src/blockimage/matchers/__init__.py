@@ -178,12 +178,27 @@ def open_index_db(index_dir: Path, schema: str = "") -> sqlite3.Connection:
     """A connection to ``index_dir/index.db`` (autocommit, WAL, waits for writers), with
     ``schema`` (``CREATE ... IF NOT EXISTS`` statements) applied."""
     index_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(index_dir / "index.db", isolation_level=None, timeout=60.0)
-    db.execute("PRAGMA journal_mode=WAL")
-    # Derived data: a power cut may lose the last commits, which are rebuilt from the ledger.
-    db.execute("PRAGMA synchronous=NORMAL")
-    if schema:
-        db.executescript(schema)
+    try:
+        return _connect(index_dir / "index.db", schema)
+    except sqlite3.DatabaseError:
+        # Derived data that cannot be read is started over; the ledger rebuilds it.
+        for path in index_dir.iterdir():
+            if path.is_file():
+                path.unlink()
+        return _connect(index_dir / "index.db", schema)
+
+
+def _connect(path: Path, schema: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # Derived data: a power cut may lose the last commits, which are rebuilt from the ledger.
+        db.execute("PRAGMA synchronous=NORMAL")
+        if schema:
+            db.executescript(schema)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 

@@ -120,10 +120,12 @@ class PdqMatcher(Matcher):
     _index: PdqIndex | None = None
 
     def index(self) -> PdqIndex:
-        """The index, opened and brought up to date with the ledger on first use."""
+        """The index, opened on first use and brought up to date with the ledger at every use
+        (two indexed reads when nothing is new): a duplicate check sees what other processes
+        registered a moment ago."""
         if self._index is None:
             self._index = PdqIndex(self.parts.index_dir)
-            self._index.sync(self.parts.ledger, self.parts.progress)
+        self._index.sync(self.parts.ledger, self.parts.progress)
         return self._index
 
     def candidates(
@@ -178,7 +180,7 @@ class PdqMatcher(Matcher):
         )
 
     def registered(self, record: Record, suspect: Suspect) -> None:
-        if self._index is not None:  # else it catches up when it is opened
+        if self._index is not None:  # else it catches up when it is next used
             self._index.sync(self.parts.ledger)
 
     def close(self) -> None:

@@ -10,9 +10,15 @@ Everything stored here is kept (nothing is garbage-collected), so ``pin`` record
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+from array import array
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
+from ..files import process_running, remove_stale_staging
 from . import ContentNotFoundError, StorageError
 from .car import write_car
 from .unixfs import (
@@ -21,6 +27,7 @@ from .unixfs import (
     check_block,
     chunk_bytes,
     cid_text,
+    dag_cids,
     file_content,
     import_chunks,
     parse_cid,
@@ -28,6 +35,10 @@ from .unixfs import (
 )
 
 __all__ = ["LocalBlockstore"]
+
+# The files this store holds were imported by this node (registered images are at most a few
+# hundred MB); the bound only stops a damaged DAG from running away.
+_OWN_FILES = 4 * 1024**3
 
 
 class LocalBlockstore:
@@ -37,6 +48,7 @@ class LocalBlockstore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
+        self._staging_checked = False
 
     # -- Storage ----------------------------------------------------------------------------------
     def put(self, data: bytes) -> str:
@@ -53,7 +65,7 @@ class LocalBlockstore:
 
     def get(self, cid: str) -> bytes:
         try:
-            return file_content(parse_cid(cid), self.read_block)
+            return file_content(parse_cid(cid), self.read_block, max_bytes=_OWN_FILES)
         except InvalidBlockError as exc:
             raise StorageError(str(exc)) from None
 
@@ -61,7 +73,7 @@ class LocalBlockstore:
         """The DAG under ``cid`` as a CARv1 file, every block checked on the way."""
         root = parse_cid(cid)
         try:
-            return write_car([root], walk_file(root, self.read_block))
+            return write_car([root], walk_file(root, self.read_block, max_bytes=_OWN_FILES))
         except InvalidBlockError as exc:
             raise StorageError(str(exc)) from None
 
@@ -71,6 +83,35 @@ class LocalBlockstore:
     def pin(self, cid: str) -> None:
         if not self.has(cid):
             raise ContentNotFoundError(f"cannot pin {cid}: not in the local blockstore")
+
+    # -- garbage ----------------------------------------------------------------------------------
+    def unreferenced(self, roots: Iterable[str]) -> list[Path]:
+        """Files under ``blocks/`` that no file under ``roots`` uses: blocks left by an
+        interrupted registration, and staging files of processes that are gone. Memory is 8
+        bytes per referenced block (a sorted array of digest prefixes)."""
+        prefixes = array("Q")
+        for root in roots:
+            for cid in dag_cids(parse_cid(root), self.read_block):
+                prefixes.append(_prefix(cid))
+        known = np.sort(np.frombuffer(prefixes, dtype=np.uint64)) if prefixes else None
+        found = []
+        for shard in os.scandir(self.root):
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                if shard.name == ".staging" or entry.name.startswith("."):
+                    if not (entry.name.startswith(".") and _in_use(entry.name)):
+                        found.append(Path(entry.path))
+                    continue
+                try:
+                    cid = parse_cid(entry.name)
+                except ValueError:
+                    continue  # not ours
+                key = np.uint64(_prefix(cid))
+                at = int(np.searchsorted(known, key)) if known is not None else 0
+                if known is None or at >= len(known) or known[at] != key:
+                    found.append(Path(entry.path))
+        return found
 
     # -- blocks -----------------------------------------------------------------------------------
     def _path(self, cid: bytes) -> Path:
@@ -83,7 +124,8 @@ class LocalBlockstore:
         if path.exists():
             return shard
         shard.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=shard, prefix=".tmp-")
+        tmp = self._staging() / f".{path.name}.blockimage-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(block.data)
@@ -95,6 +137,16 @@ class LocalBlockstore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return shard
+
+    def _staging(self) -> Path:
+        """``blocks/.staging``: blocks are written there, then renamed into their shard; what a
+        killed writer left is removed the first time this process writes."""
+        staging = self.root / ".staging"
+        if not self._staging_checked:
+            staging.mkdir(exist_ok=True)
+            remove_stale_staging(staging)
+            self._staging_checked = True
+        return staging
 
     def read_block(self, cid: bytes) -> bytes:
         """The bytes of one block, checked against its CID."""
@@ -109,6 +161,17 @@ class LocalBlockstore:
         except InvalidBlockError as exc:
             raise StorageError(str(exc)) from None
         return data
+
+
+def _prefix(cid: bytes) -> int:
+    """The first 8 bytes of a CID's digest, as an integer (collisions are 1 in 2^64)."""
+    return int.from_bytes(cid[-32:-24], "big")
+
+
+def _in_use(name: str) -> bool:
+    """Whether a staging file's writer (its pid is in the name) still runs."""
+    found = re.search(r"\.blockimage-(\d+)-", name)
+    return found is not None and process_running(int(found.group(1)))
 
 
 def _fsync_dir(path: Path) -> None:

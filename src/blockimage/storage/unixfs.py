@@ -46,6 +46,7 @@ __all__ = [
     "cid_text",
     "cid_codec",
     "walk_file",
+    "dag_cids",
     "file_content",
 ]
 
@@ -279,32 +280,75 @@ def decode_file_node(block: bytes) -> FileNode:
     return FileNode(data, tuple(links), filesize)
 
 
-def walk_file(root: bytes, get_block: Callable[[bytes], bytes]) -> Iterator[tuple[bytes, bytes]]:
+# Work bounds for walking a DAG that comes from outside (an evidence bundle, another node): a
+# DAG may repeat links (a file of repeated chunks does), so 40 levels of two links each
+# describe 2^40 visits in a few kilobytes. Every walk is bounded by the bytes it may produce
+# and by the blocks it may visit (chunks of at least 1 KiB on average).
+MAX_FILE_BYTES = 256 * 1024 * 1024
+_MIN_MEAN_CHUNK = 1024
+
+
+def walk_file(
+    root: bytes, get_block: Callable[[bytes], bytes], *, max_bytes: int = MAX_FILE_BYTES
+) -> Iterator[tuple[bytes, bytes]]:
     """(CID, block) of every block of the UnixFS file under ``root``, in file order.
 
     ``get_block`` returns a block's bytes (and should check them against the CID); the file's
-    content is the concatenation of raw leaves and inline node data, in this order.
+    content is the concatenation of raw leaves and inline node data, in this order. Raises
+    :class:`InvalidBlockError` for a file that declares or yields more than ``max_bytes``, or
+    needs more block visits than such a file can.
     """
+    max_visits = 1 + max_bytes // _MIN_MEAN_CHUNK
+    produced = visits = 0
     stack = [(root, 0)]
     while stack:
         cid, depth = stack.pop()
         if depth > 64:
             raise InvalidBlockError(f"{cid_text(cid)}: DAG deeper than 64 levels")
+        visits += 1
+        if visits > max_visits:
+            raise InvalidBlockError(
+                f"{cid_text(root)}: more than {max_visits:,} block visits for a file of at "
+                f"most {max_bytes:,} bytes (a DAG that repeats its links)"
+            )
         block = get_block(cid)
-        yield cid, block
         codec = cid_codec(cid)
         if codec == RAW:
-            continue
-        if codec != DAG_PB:
+            produced += len(block)
+        elif codec == DAG_PB:
+            node = decode_file_node(block)
+            if depth == 0 and node.filesize is not None and node.filesize > max_bytes:
+                raise InvalidBlockError(
+                    f"{cid_text(root)}: declares {node.filesize:,} bytes, more than the "
+                    f"limit of {max_bytes:,}"
+                )
+            produced += len(node.data)
+            stack.extend((link, depth + 1) for link in reversed(node.links))
+        else:
             raise InvalidBlockError(f"{cid_text(cid)}: codec 0x{codec:x} is not a UnixFS file")
-        node = decode_file_node(block)
-        stack.extend((link, depth + 1) for link in reversed(node.links))
+        if produced > max_bytes:
+            raise InvalidBlockError(f"{cid_text(root)}: more than {max_bytes:,} bytes")
+        yield cid, block
 
 
-def file_content(root: bytes, get_block: Callable[[bytes], bytes]) -> bytes:
-    """The bytes of the UnixFS file under ``root``."""
+def dag_cids(root: bytes, get_block: Callable[[bytes], bytes]) -> Iterator[bytes]:
+    """Every CID of the UnixFS file under ``root``: internal nodes are read for their links,
+    raw leaves are not read at all."""
+    stack = [(root, 0)]
+    while stack:
+        cid, depth = stack.pop()
+        yield cid
+        if cid_codec(cid) == DAG_PB and depth < 64:
+            node = decode_file_node(get_block(cid))
+            stack.extend((link, depth + 1) for link in node.links)
+
+
+def file_content(
+    root: bytes, get_block: Callable[[bytes], bytes], *, max_bytes: int = MAX_FILE_BYTES
+) -> bytes:
+    """The bytes of the UnixFS file under ``root`` (at most ``max_bytes``)."""
     parts = []
-    for cid, block in walk_file(root, get_block):
+    for cid, block in walk_file(root, get_block, max_bytes=max_bytes):
         if cid_codec(cid) == RAW:
             parts.append(block)
         else:
