@@ -25,7 +25,7 @@ bench-setup: setup
 	.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	.venv/bin/python -m pip install --quiet --no-deps -c constraints.txt invisible-watermark
 
-bench: bench-setup
+bench: bench-setup kubo fabric
 	.venv/bin/python benchmarks/register.py
 	.venv/bin/python benchmarks/watermark.py
 	.venv/bin/python benchmarks/verify_eval.py
@@ -33,6 +33,8 @@ bench: bench-setup
 	.venv/bin/python benchmarks/ledger.py
 	.venv/bin/python benchmarks/analyze.py
 	.venv/bin/python benchmarks/tamper_cv.py
+	.venv/bin/python benchmarks/scale.py
+	.venv/bin/python benchmarks/catchup.py
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks

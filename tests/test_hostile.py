@@ -4,6 +4,7 @@ never a wrong verdict, nothing written half (the red-team findings of issue 14).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
 from tests.conftest import png_bytes, tree_snapshot
 from tests.test_ledger_contract import OWNER, fresh
 
@@ -345,3 +347,23 @@ def test_audit_reports_and_gc_removes_blocks_no_record_uses(home, photo_file):
         report = node.audit()
         assert report.unreferenced_files == 0 and report.cids_checked == 1
         assert node.verify(receipt.output).verdict == "authentic"
+
+
+def test_a_damaged_tiff_gives_one_line_even_from_libtiff(tmp_path):
+    """libtiff prints its own complaints to file descriptor 2: a subprocess sees them."""
+    out = io.BytesIO()
+    noise = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(out, "TIFF", compression="tiff_deflate")
+    data = bytearray(out.getvalue())
+    for at in range(40, 200, 7):  # inside the compressed strip
+        data[at] ^= 0x5A
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(bytes(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "blockimage", "--home", str(tmp_path / "h"), "verify", str(path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("blockimage: error: ") and done.stderr.count("\n") == 1, (
+        done.stderr
+    )

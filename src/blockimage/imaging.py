@@ -16,9 +16,13 @@ features look at an image.
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -98,6 +102,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         Empty input, not an image, a format outside :data:`ALLOWED_FORMATS`, too many pixels,
         or a truncated / corrupt file.
     """
+    with _libtiff_quiet(data):
+        return _decode(data, max_pixels)
+
+
+def _decode(data: bytes, max_pixels: int) -> DecodedImage:
     image = _open_checked(data, max_pixels)
     with image:
         fmt = image.format or ""
@@ -123,8 +132,27 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
 def probe_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
     """(format, width, height) from the header, with every check :func:`decode_image` makes
     before decompressing (a cheap way to refuse a batch's bad inputs up front)."""
-    with _open_checked(data, max_pixels) as image:
+    with _libtiff_quiet(data), _open_checked(data, max_pixels) as image:
         return image.format or "", image.size[0], image.size[1]
+
+
+@contextmanager
+def _libtiff_quiet(data: bytes) -> Iterator[None]:
+    """Silence libtiff, which prints its complaints about a damaged TIFF straight to the
+    process's stderr (file descriptor 2), under the one line our error gives. Only for TIFF
+    input, and only while it is read: the descriptor is restored afterwards."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
