@@ -13,7 +13,9 @@ failure or a crash at any step leaves no record and no output.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 from . import watermark
 from .analysis.classifier import DEFAULT_MODEL, classify
 from .errors import (
+    BlockImageError,
     DuplicateContentError,
     OutputNotWrittenError,
     WatermarkNotRecoverableError,
@@ -140,9 +143,6 @@ class Registrar:
                 staged.unlink(missing_ok=True)
             raise
         committed = Record.from_leaf(log.leaf)
-        registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
-        for matcher in self.matchers:
-            matcher.registered(committed, registered)
         written = None
         if staged is not None and output_path is not None:
             try:
@@ -154,6 +154,12 @@ class Registrar:
                     f"not be written to {output_path.parent} ({exc.strerror or exc}); fetch it "
                     f"with `blockimage get {committed.cid} -o FILE`"
                 ) from None
+        registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
+        for matcher in self.matchers:
+            # Derived indexes follow the ledger: one that cannot be updated now catches up at
+            # its next use, so its failure does not undo a committed registration.
+            with suppress(OSError, sqlite3.Error, BlockImageError):
+                matcher.registered(committed, registered)
         return Receipt(record=committed, log=log, output=str(written) if written else None)
 
     def _refuse_duplicate(self, submitted: Suspect, *, parent: str | None) -> None:
