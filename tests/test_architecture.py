@@ -20,7 +20,7 @@ LAYERS = [
     {"config", "files", "keys", "inputs", "storage", "ledger", "bundle"},
     {"matchers"},
     {"registration", "verification", "report"},
-    {"node"},
+    {"node", "batch"},
     {"cli", "demo", "__main__", "__init__"},
 ]
 LAYER_OF = {part: i for i, layer in enumerate(LAYERS) for part in layer}

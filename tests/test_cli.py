@@ -71,10 +71,36 @@ def test_verify_of_an_unregistered_photo_is_unknown_with_status_0(home, photos):
 
 def test_several_images_give_a_list_of_receipts(home, photo_file):
     images = [str(photo_file(n)) for n in ("coffee", "chelsea")]
-    result = run("--home", str(home), "--json", "register", *images, "--owner", "alice")
+    result = run(
+        "--home", str(home), "--json", "register", *images, "--owner", "alice", "--jobs", "1"
+    )  # fmt: skip
     assert result.exit_code == 0
     assert len(json.loads(result.stdout)) == 2
     assert "[2/2] registering" in result.stderr
+
+
+def test_a_batch_on_worker_processes_keeps_input_order_and_refuses_duplicates(
+    home, photo_file, tmp_path
+):
+    names = ("coffee", "chelsea", "rocket", "astronaut")
+    images = [str(photo_file(n)) for n in names]
+    again = tmp_path / "coffee-again.png"
+    again.write_bytes(open(images[0], "rb").read())  # the same file twice in one batch
+    result = run(
+        "--home", str(home), "--json", "register", *images, str(again),
+        "--owner", "alice", "--jobs", "2",
+    )  # fmt: skip
+    assert result.exit_code == 1  # one image refused, the others registered
+    receipts = json.loads(result.stdout)
+    assert len(receipts) == 4 and "1 of 5 images were not registered" in result.stderr
+    assert "already registered" in result.stderr
+    order = [Path(r["output"]).name.split(".")[0] for r in receipts]  # input order
+    assert order in (
+        ["coffee", "chelsea", "rocket", "astronaut"],  # the first copy won the race
+        ["chelsea", "rocket", "astronaut", "coffee-again"],  # the second did
+    )
+    with Node(home) as node:
+        assert node.ledger.size() == 4 and node.audit().records_checked == 4
 
 
 def test_bad_image_exits_1_with_one_line_and_writes_nothing(home, tmp_path):
@@ -153,7 +179,17 @@ def test_sigkill_during_registration_never_corrupts_the_ledger(home, tmp_path):
                 if not node.ledger.find_by_sha256(hashlib.sha256(p.read_bytes()).hexdigest())
             ]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "blockimage", "register", *todo, "--owner", "alice"],
+            [
+                sys.executable,
+                "-m",
+                "blockimage",
+                "register",
+                *todo,
+                "--owner",
+                "alice",
+                "--jobs",
+                "1",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -233,3 +269,76 @@ def test_concurrent_registrations_of_one_picture_give_one_original(home, photo_f
     with Node(home) as node:
         assert node.ledger.size() == 1 and node.audit().records_checked == 1
     assert len(list(tmp_path.glob("out*/*.bi.*"))) == 1
+
+
+def test_sigkill_of_a_parallel_batch_stops_its_workers_and_loses_nothing(home, tmp_path):
+    rng = np.random.default_rng(9)
+    images = []
+    for i in range(10):
+        field = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        picture = np.asarray(Image.fromarray(field).resize((900, 900), Image.Resampling.BICUBIC))
+        path = tmp_path / f"p{i}.jpg"
+        path.write_bytes(jpeg_bytes(picture, 90))
+        images.append(str(path))
+    tag = f"blockimage-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "BLOCKIMAGE_HOME": str(home), "BLOCKIMAGE_KILL_TAG": tag}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blockimage", "register", *images, "--owner", "alice",
+         "--jobs", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    proc.stderr.readline()  # "[1/10] registered ...": the workers are at work
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def tagged() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and tag.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    deadline = time.monotonic() + 10
+    while tagged() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tagged() == []  # no worker goes on registering after its batch was killed
+    with Node(home) as node:
+        done = node.audit().records_checked
+        assert 1 <= done < len(images)
+        for out in tmp_path.glob("*.bi.jpg"):
+            assert node.verify(out).verdict == "authentic"
+
+
+HEAVY = ("cv2", "onnxruntime", "scipy", "skimage", "faiss", "pywt")
+_PROBE = """
+import json, sys
+from blockimage.cli import main
+sys.argv = ["blockimage", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+print("HEAVY=" + json.dumps(sorted({{m.split(".")[0] for m in heavy}})))
+"""
+
+
+def test_help_version_history_get_and_audit_import_no_heavy_library(home, photo_file):
+    """The commands that read the ledger or print text start without cv2, onnxruntime, scipy,
+    skimage, faiss or PyWavelets (each import costs a CLI start 0.1-0.5 s)."""
+    receipt = Node(home).register(photo_file("coffee"), owner="alice")
+    probe = _PROBE.format(heavy=set(HEAVY))
+    at = ["--home", str(home)]
+    got = str(home / "got.jpg")
+    commands = [["--help"], ["--version"], [*at, "history", receipt.record.record_id],
+                [*at, "get", receipt.record.cid, "-o", got], [*at, "audit"]]  # fmt: skip
+    for args in commands:
+        done = subprocess.run([sys.executable, "-c", probe, json.dumps(args)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        last = done.stdout.strip().splitlines()[-1]
+        assert last == "HEAVY=[]", (args, last, done.stderr[-500:])
+    assert (home / "got.jpg").read_bytes() == Node(home).get(receipt.record.cid)

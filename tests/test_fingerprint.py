@@ -59,3 +59,15 @@ def test_pdq_matches_reencoded_copy_and_not_another_photo(astronaut, photos):
 def test_non_rgb_arrays_are_refused():
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         pixel_sha256(np.zeros((4, 4), np.uint8))
+
+
+def test_large_images_are_hashed_at_pdq_side_and_stay_near_the_full_size_hash(astronaut):
+    big = np.asarray(Image.fromarray(astronaut).resize((2400, 2400), Image.LANCZOS))
+    reduced, _ = pdq_hash(big)
+    vector, _ = pdqhash.compute(big)
+    full = np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes().hex()
+    assert reduced != full  # the downsample is taken (the two differ by a few bits) ...
+    assert pdq_distance(reduced, full) <= PDQ_MATCH_THRESHOLD  # ... and still match
+    # copies of one picture hashed this way stay as close as before
+    resaved = decode_image(jpeg_bytes(big, quality=75)).pixels
+    assert pdq_distance(reduced, pdq_hash(resaved)[0]) <= 8

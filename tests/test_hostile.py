@@ -269,7 +269,7 @@ def test_outputs_of_the_same_name_never_overwrite_each_other(home, tmp_path, pho
     import json
 
     outputs = [Path(r["output"]) for r in json.loads(result.stdout)]
-    assert [p.name for p in outputs] == ["photo.bi.png", "photo-2.bi.png"]
+    assert sorted(p.name for p in outputs) == ["photo-2.bi.png", "photo.bi.png"]
     with Node(home) as node:
         assert all(node.verify(p).verdict == "authentic" for p in outputs)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
 from PIL import Image
 from tests.conftest import jpeg_bytes, png_bytes
 
-from blockimage.imaging import InvalidImageError, decode_image, encode_image
+from blockimage.imaging import InvalidImageError, decode_image, encode_image, probe_image
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +85,36 @@ def test_pixel_limit_is_checked_before_decoding():
         decode_image(bomb.getvalue(), max_pixels=100_000_000)
     with pytest.raises(InvalidImageError, match="limit is 1,000"):
         decode_image(png_bytes(np.zeros((40, 40, 3), np.uint8)), max_pixels=1000)
+
+
+def _saved(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def test_a_small_file_declaring_far_too_many_pixels_is_refused_unread():
+    # 9999 x 9999 black at 1 bit per pixel: 12 KB of PNG under the 100 MP limit, which would
+    # decode to 300 MB of RGB and cost minutes of work.
+    blank = _saved(Image.new("1", (9999, 9999)), "PNG", optimize=True)
+    assert len(blank) < 20_000
+    with pytest.raises(InvalidImageError, match=r"decompression bomb: 9999x9999 .* PNG image"):
+        probe_image(blank)
+    # A 300 x 300 JPEG whose frame header claims 9000 x 9000: libjpeg would pad it with grey.
+    small = bytearray(jpeg_bytes(np.full((300, 300, 3), 90, np.uint8)))
+    sof = small.index(b"\xff\xc0")
+    small[sof + 5 : sof + 9] = struct.pack(">HH", 9000, 9000)
+    with pytest.raises(InvalidImageError, match="pixels per byte; a JPEG image"):
+        decode_image(bytes(small))
+
+
+@pytest.mark.parametrize(
+    "mode, fmt, options",
+    [("RGB", "JPEG", {"progressive": True, "optimize": True}), ("L", "JPEG", {"optimize": True}),
+     ("L", "PNG", {"optimize": True}), ("RGB", "TIFF", {"compression": "tiff_deflate"}),
+     ("RGB", "WEBP", {"quality": 0})],
+)  # fmt: skip
+def test_flat_camera_size_images_pass_the_ratio_guard(mode, fmt, options):
+    # The most compressible legitimate 12 MP pictures: one flat colour, 8-bit samples.
+    data = _saved(Image.new(mode, (4000, 3000)), fmt, **options)
+    assert probe_image(data) == (fmt, 4000, 3000)

@@ -20,7 +20,9 @@ from blockimage.imaging import InvalidImageError
 from blockimage.ledger import AuditFailure, RecordNotFoundError
 from blockimage.ledger.checkpoint import open_checkpoint
 from blockimage.ledger.merkle import leaf_hash
+from blockimage.quality import psnr, ssim
 from blockimage.records import Record, verify_record_signature
+from blockimage.registration import SSIM_SIDE
 from blockimage.storage.unixfs import cid_for_bytes
 from blockimage.watermark import WatermarkCapacityError
 
@@ -367,3 +369,19 @@ def test_keypoint_index_is_rebuilt_from_storage_when_rows_are_missing(home, phot
         h, w = img.shape[:2]
         verdict = second.verify(np.ascontiguousarray(img[int(h * 0.15) :, int(w * 0.1) :]))
         assert verdict.record_id == receipt.record.record_id
+
+
+def test_watermark_ssim_is_measured_within_ssim_side_and_says_so(node, photos, tmp_path):
+    small = np.asarray(Image.open(photos["chelsea"]).convert("RGB"))
+    big = np.asarray(Image.fromarray(small).resize((2100, 1400), Image.LANCZOS))
+    path = tmp_path / "big.png"
+    Image.fromarray(big).save(path)
+    receipt = node.register(path, owner="alice")
+    mark = receipt.record.watermark
+    assert mark is not None and mark.ssim_side == SSIM_SIDE
+    assert receipt.to_dict()["watermark"]["ssim_side"] == SSIM_SIDE  # signed with the record
+    saved = np.asarray(Image.open(str(receipt.output)).convert("RGB"))
+    assert abs(mark.ssim - ssim(big, saved)) < 0.01  # close to the full-size figure
+    assert mark.psnr == round(psnr(big, saved), 2)  # PSNR stays at full size
+    little = node.register(photos["astronaut"], owner="alice", out=tmp_path)
+    assert little.record.watermark is not None and little.record.watermark.ssim_side == 512

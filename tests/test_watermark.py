@@ -147,3 +147,19 @@ def test_coded_bits_depend_on_the_key():
     a = _payload.encode_payload(PAYLOAD, KEY)
     b = _payload.encode_payload(PAYLOAD, bytes(32))
     assert a.size == b.size == watermark.CODED_BITS and 0.3 < np.mean(a != b) < 0.7
+
+
+def test_the_largest_singular_triplet_agrees_with_the_svd():
+    from blockimage.watermark._dwtsvd import largest_singular_triplet
+
+    rng = np.random.default_rng(3)
+    blocks = (rng.standard_normal((4096, 4, 4)) * 20).astype(np.float32)
+    blocks[:5] = 0.0  # flat blocks
+    u, s, vt = np.linalg.svd(blocks.astype(np.float64))
+    u1, s1, v1 = largest_singular_triplet(blocks)
+    assert np.allclose(s1, s[:, 0], rtol=1e-5, atol=1e-5)
+    separated = s[:, 0] > 1.01 * s[:, 1]
+    ours = u1[:, :, None] * v1[:, None, :]
+    theirs = u[:, :, 0][:, :, None] * vt[:, 0, :][:, None, :]
+    assert np.allclose(ours[separated], theirs[separated], atol=1e-3)
+    assert np.all(np.isfinite(u1)) and np.all(s1[:5] == 0)

@@ -12,7 +12,21 @@ log entry) and later verify any image against what was registered.
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from .errors import BlockImageError  # noqa: E402
-from .node import Node  # noqa: E402
+
+if TYPE_CHECKING:
+    from .node import Node
 
 __all__ = ["BlockImageError", "Node", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # ``blockimage.Node`` is imported on first use: ``blockimage --help`` and the commands that
+    # only read the ledger then start without the image libraries.
+    if name == "Node":
+        from .node import Node
+
+        return Node
+    raise AttributeError(f"module 'blockimage' has no attribute {name!r}")

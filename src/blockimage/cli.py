@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,9 +23,10 @@ from .errors import BlockImageError
 from .files import write_atomic
 from .keys import OWNER_NAME_RE
 from .ledger import AuditFailure
-from .node import Node
 from .records import RECORD_ID_RE, Receipt, Record, Verdict
-from .storage.unixfs import parse_cid
+
+if TYPE_CHECKING:
+    from .node import Node
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +59,8 @@ class Cid(click.ParamType):
     name = "cid"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from .storage.unixfs import parse_cid
+
         try:
             parse_cid(str(value))
         except ValueError as exc:
@@ -108,6 +111,8 @@ def _progress(message: str) -> None:
 
 @contextmanager
 def _node(home: Path | None) -> Iterator[Node]:
+    from .node import Node
+
     with _errors():
         node = Node(home, progress=_progress)
     try:
@@ -175,6 +180,12 @@ def init(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
     default=None,
     help="Directory for the registered images (default: beside each input).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for several images (default: the number of cores).",
+)
 @_common
 @click.pass_context
 def register(
@@ -183,6 +194,7 @@ def register(
     owner: str,
     parent: str | None,
     out: Path | None,
+    jobs: int | None,
     home: Path | None,
     as_json: bool | None,
 ) -> None:
@@ -195,6 +207,12 @@ def register(
     """
     home, as_json = _opts(ctx, home, as_json)
     _probe_inputs(home, images)
+    from .batch import default_jobs
+
+    jobs = jobs or default_jobs()
+    if len(images) > 1 and jobs > 1:
+        _register_in_parallel(home, images, owner, parent, out, jobs, bool(as_json))
+        return
     failed = 0
     with _node(home) as node:
         receipts: list[Receipt] = []
@@ -214,6 +232,49 @@ def register(
         if as_json:
             docs = [r.to_dict() for r in receipts]
             _print_json(docs[0] if len(images) == 1 else docs)
+    if failed:
+        click.echo(f"blockimage: {failed} of {len(images)} images were not registered", err=True)
+        sys.exit(1)
+
+
+def _register_in_parallel(
+    home: Path | None,
+    images: tuple[Path, ...],
+    owner: str,
+    parent: str | None,
+    out: Path | None,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    """A batch on ``jobs`` worker processes: a progress bar on a terminal, a line per image
+    otherwise; receipts in input order with --json; exit 1 if any image was refused."""
+    from tqdm import tqdm
+
+    from .batch import register_batch
+    from .config import resolve_home
+
+    with _node(home):  # the home, its keys and its ledger, made once before the workers start
+        pass
+    receipts: dict[int, Receipt] = {}
+    failed = 0
+    bar = tqdm(total=len(images), unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
+    with _errors(), bar:
+        for i, result in register_batch(
+            resolve_home(home), images, owner=owner, parent=parent, out=out, jobs=jobs
+        ):
+            bar.update()
+            if isinstance(result, BlockImageError):
+                failed += 1
+                bar.write(f"blockimage: error: {images[i]}: {result}", file=sys.stderr)
+                continue
+            receipts[i] = result
+            if bar.disable:
+                click.echo(f"[{len(receipts) + failed}/{len(images)}] registered {images[i]}",
+                           err=True)  # fmt: skip
+            if not as_json:
+                _print_receipt(result)
+    if as_json:
+        _print_json([receipts[i].to_dict() for i in sorted(receipts)])
     if failed:
         click.echo(f"blockimage: {failed} of {len(images)} images were not registered", err=True)
         sys.exit(1)

@@ -26,6 +26,7 @@ __all__ = [
     "StorageBackend",
     "LedgerBackend",
     "Backbone",
+    "DEFAULT_BACKBONE",
     "resolve_home",
     "load_settings",
     "read_fabric_env",
@@ -38,6 +39,7 @@ Backbone = Literal["efficientnet-lite0", "resnet50"]
 STORAGE_BACKENDS: tuple[StorageBackend, ...] = get_args(StorageBackend)
 LEDGER_BACKENDS: tuple[LedgerBackend, ...] = get_args(LedgerBackend)
 BACKBONES: tuple[Backbone, ...] = get_args(Backbone)
+DEFAULT_BACKBONE: Backbone = "efficientnet-lite0"  # shipped in the package
 FABRIC_SETTINGS = (
     "gateway",
     "msp_id",
@@ -89,7 +91,7 @@ class Settings:
     storage: StorageBackend = "local"
     kubo_api: str = "http://127.0.0.1:5001"
     ledger: LedgerBackend = "merkle"
-    backbone: Backbone = "efficientnet-lite0"
+    backbone: Backbone = DEFAULT_BACKBONE
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     fabric: dict[str, str] = field(default_factory=dict)  # FABRIC_SETTINGS -> value

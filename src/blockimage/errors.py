@@ -58,6 +58,13 @@ class OriginalUnavailableError(BlockImageError, RuntimeError):
         self.record_id = record_id
         self.matched_by = matched_by
 
+    def __reduce__(self) -> tuple[object, ...]:  # crosses process boundaries (batches)
+        return (_rebuild_unavailable, (str(self), self.record_id, self.matched_by))
+
+
+def _rebuild_unavailable(message: str, record_id: str, matched_by: str) -> BlockImageError:
+    return OriginalUnavailableError(message, record_id=record_id, matched_by=matched_by)
+
 
 class OutputNotWrittenError(BlockImageError, OSError):
     """The record was committed but the registered file could not be written where asked."""

@@ -2,9 +2,10 @@
 the working resolution.
 
 Decoding follows a whitelist of formats (JPEG, PNG, WebP, TIFF), refuses images whose pixel
-count exceeds a limit *before* decompressing them (decompression-bomb guard), applies the EXIF
-orientation, and converts to RGB; transparency is composited onto white, for decoded files and
-arrays alike (:func:`rgb_from_array`). Anything else raises :class:`InvalidImageError` with a
+count exceeds a limit or is out of all proportion to the file's size *before* decompressing
+them (decompression-bomb guards), applies the EXIF orientation, and converts to RGB;
+transparency is composited onto white, for decoded files and arrays alike
+(:func:`rgb_from_array`). Anything else raises :class:`InvalidImageError` with a
 message a user can act on. No disk or network I/O: bytes in, arrays out (reading a path is
 :func:`blockimage.inputs.load_image`).
 
@@ -25,7 +26,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -35,6 +35,7 @@ __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_FILE_BYTES",
+    "MAX_PIXELS_PER_BYTE",
     "WORK_SIDE",
     "DecodedImage",
     "InvalidImageError",
@@ -48,11 +49,21 @@ __all__ = [
 ]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+_ORIENTATION = 0x0112  # the EXIF tag
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 # The long side, in pixels, at which comparison, keypoints and forensic features work: large
 # enough for 0.1 %-of-the-frame edits (~470 px) to be seen, small enough for ~50 ms per step.
 WORK_SIDE = 768
+# The second bomb guard: pixels declared per byte of file, above which a large image is refused
+# unread. JPEG codes every 8 x 8 block of every component in at least a few bits (a flat grey
+# 12 MP photo, progressive and optimised: 255 pixels per byte), so a small file that declares
+# many more pixels is truncated or crafted (libjpeg would pad it with grey). Deflate (PNG,
+# TIFF) stops near 1,030:1, so 8-bit samples stay under ~1,030 pixels per byte; only nearly
+# blank 1-4-bit images (and crafted files) go past 2,000. Images under RATIO_FLOOR_PIXELS are
+# cheap whatever their ratio and are not checked.
+MAX_PIXELS_PER_BYTE = {"JPEG": 400, "PNG": 2000, "WEBP": 2000, "TIFF": 2000}
+RATIO_FLOOR_PIXELS = 1 << 22
 _MEDIA_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -117,13 +128,17 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
                 warnings.simplefilter("ignore")
                 image.load()
                 lossless = _is_lossless(fmt, data)
-                oriented = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(oriented)
+                # Each of these copies the whole image only when it changes something: at
+                # 12 MP an unconditional transpose and convert cost 0.1 s and 72 MB.
+                oriented = image
+                if image.getexif().get(_ORIENTATION, 1) != 1:
+                    oriented = ImageOps.exif_transpose(image)
+                rgb = oriented if oriented.mode == "RGB" else _to_rgb(oriented)
         except Image.DecompressionBombError as exc:
             raise _too_large(str(exc), max_pixels) from None
         except (OSError, ValueError, SyntaxError, struct.error) as exc:
             raise InvalidImageError(f"corrupt or truncated {fmt} image: {exc}") from None
-    pixels = np.asarray(rgb, dtype=np.uint8)
+        pixels = np.asarray(rgb, dtype=np.uint8)  # inside ``with``: before the file closes
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImageError(f"could not convert the image to RGB (shape {pixels.shape})")
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt, lossless=lossless)
@@ -184,6 +199,15 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             f"image too large: {width}x{height} = {width * height:,} pixels, "
             f"limit is {max_pixels:,}"
         )
+    elif width * height > RATIO_FLOOR_PIXELS and width * height > len(data) * (
+        ratio := MAX_PIXELS_PER_BYTE[fmt]
+    ):
+        problem = (
+            f"refused as a possible decompression bomb: {width}x{height} = "
+            f"{width * height:,} pixels from a file of {len(data):,} bytes "
+            f"({width * height / len(data):,.0f} pixels per byte; a {fmt} image of over "
+            f"{RATIO_FLOOR_PIXELS:,} pixels may have at most {ratio:,})"
+        )
     if problem:
         image.close()
         raise InvalidImageError(problem)
@@ -238,16 +262,20 @@ def rgb_from_array(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def work_size(height: int, width: int) -> tuple[int, int]:
-    """(width, height) of an image of this size at the working resolution (never enlarged)."""
-    scale = min(1.0, WORK_SIDE / max(height, width))
+def work_size(height: int, width: int, side: int = WORK_SIDE) -> tuple[int, int]:
+    """(width, height) of an image of this size with its long side at most ``side`` (never
+    enlarged); by default the working resolution."""
+    scale = min(1.0, side / max(height, width))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def work_image(rgb: np.ndarray) -> np.ndarray:
-    """The image at the working resolution (area-averaged), or itself if already that small."""
+def work_image(rgb: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
+    """The image with its long side at most ``side`` (area-averaged), or itself if already that
+    small; by default the working resolution."""
+    import cv2  # not at import: commands that only read the ledger need no OpenCV
+
     h, w = rgb.shape[:2]
-    size = work_size(h, w)
+    size = work_size(h, w, side)
     if size == (w, h):
         return rgb
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)

@@ -10,24 +10,26 @@ and hands each call to :class:`~blockimage.registration.Registrar` (register) or
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .analysis.classifier import backbone_model
-from .bundle import make_bundle
-from .config import DEFAULT_CONFIG, Settings, load_settings, resolve_home
+from .config import DEFAULT_BACKBONE, DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .errors import BackendUnavailableError
 from .files import write_atomic
-from .fingerprint import file_sha256
 from .inputs import ImageSource, LoadedImage, load_image
 from .keys import KeyStore
 from .ledger import AuditFailure, AuditReport, Ledger, open_ledger
-from .matchers import Matcher, MatcherParts, load_matchers, no_progress
 from .records import LogProof, Receipt, Record, Verdict
-from .registration import Registrar
 from .storage import Storage, StorageError, open_storage
-from .verification import Evidence, Verifier
+
+if TYPE_CHECKING:
+    from .matchers import Matcher
+    from .registration import Registrar
+    from .verification import Evidence, Verifier
 
 __all__ = ["Node"]
 
@@ -54,7 +56,7 @@ class Node:
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.home = resolve_home(home)
-        self.progress = progress or no_progress
+        self.progress = progress or _no_progress
         created = not (self.home / "config.toml").exists()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if created:
@@ -65,14 +67,36 @@ class Node:
         self.node_public_key = node_key.public_key().public_bytes_raw().hex()
         self.ledger_origin = f"blockimage/{self.node_public_key[:16]}"
         self.keys.api_token()  # created at init, read by `serve`
+        self._watermark_key = self.keys.watermark_key()  # made at init, checked at every open
         self.storage: Storage = storage if storage is not None else open_storage(self.settings)
         self.ledger: Ledger = (
             ledger
             if ledger is not None
             else open_ledger(self.settings, node_key, origin=self.ledger_origin)
         )
-        tag_model = backbone_model(self.settings.backbone, self.home / "models")
-        self.matchers: list[Matcher] = load_matchers(
+        self._tag_model = self._backbone()  # a configured model that is missing: now
+
+    # The flows and their matchers are built on first use: `history`, `get` and `audit` need
+    # none of their libraries (OpenCV, onnxruntime, FAISS), and a CLI call that only reads the
+    # ledger starts in a fraction of the time.
+    def _backbone(self) -> Path | None:
+        """The configured tag model's file, checked now; None for the shipped default."""
+        if self.settings.backbone == DEFAULT_BACKBONE:
+            return None
+        from .analysis.classifier import backbone_model  # raises if the file is missing
+
+        return backbone_model(self.settings.backbone, self.home / "models")
+
+    def _tags_from(self) -> Path:
+        from .analysis.classifier import DEFAULT_MODEL
+
+        return self._tag_model or DEFAULT_MODEL
+
+    @cached_property
+    def matchers(self) -> list[Matcher]:
+        from .matchers import MatcherParts, load_matchers
+
+        return load_matchers(
             MatcherParts(
                 ledger=self.ledger,
                 storage=self.storage,
@@ -81,25 +105,36 @@ class Node:
                 progress=self.progress,
             )
         )
-        self.registrar = Registrar(
+
+    @cached_property
+    def registrar(self) -> Registrar:
+        from .registration import Registrar
+
+        return Registrar(
             self.ledger,
             self.storage,
             self.keys,
             self.matchers,
             max_pixels=self.settings.max_pixels,
-            tag_model=tag_model,
+            tag_model=self._tags_from(),
         )
-        self.verifier = Verifier(
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        from .verification import Verifier
+
+        return Verifier(
             self.ledger,
             self.storage,
             self.matchers,
-            watermark_key=self.keys.watermark_key(),
+            watermark_key=self._watermark_key,
             max_pixels=self.settings.max_pixels,
-            tag_model=tag_model,
+            tag_model=self._tags_from(),
         )
 
     def close(self) -> None:
-        for part in (*self.matchers, self.ledger, self.storage):
+        opened = self.__dict__.get("matchers", [])
+        for part in (*opened, self.ledger, self.storage):
             close = getattr(part, "close", None)
             if close:
                 close()
@@ -167,6 +202,8 @@ class Node:
                 "Fabric, the receipt's ledger proof (channel, transaction id, block number) is "
                 "the evidence, to check on the channel"
             )
+        from .bundle import make_bundle
+
         return make_bundle(
             proof,
             self.storage.export_car(record.cid),
@@ -189,7 +226,7 @@ class Node:
                 data = self.storage.get(record.cid)
             except StorageError as exc:
                 raise AuditFailure(f"leaf {index} (record {record.record_id}): {exc}") from None
-            got = file_sha256(data)
+            got = hashlib.sha256(data).hexdigest()
             if got != record.sha256_file:
                 raise AuditFailure(
                     f"leaf {index} (record {record.record_id}): content of {record.cid} has "
@@ -234,3 +271,7 @@ class Node:
             except FileNotFoundError:
                 continue
         return len(found), size
+
+
+def _no_progress(message: str) -> None:
+    pass

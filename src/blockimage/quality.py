@@ -30,15 +30,17 @@ def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB over all channels (inf for identical images).
 
-    The same value as ``skimage.metrics.peak_signal_noise_ratio(..., data_range=255)``, computed
-    exactly in integers row block by row block: scikit-image converts both images to float64,
-    which takes 2.5 s and 1 GB for a 24 MP photo.
+    The same value as ``skimage.metrics.peak_signal_noise_ratio(..., data_range=255)``. The sum
+    of squared differences is OpenCV's ``NORM_L2SQR`` over the uint8 data, exact (a sum of
+    integers below 2^53) and SIMD: scikit-image converts both images to float64, which takes
+    2.5 s and 1 GB for a 24 MP photo.
     """
     _check_pair(reference, test)
-    total = 0
-    for start in range(0, reference.shape[0], 256):
-        diff = (reference[start : start + 256].astype(np.int64) - test[start : start + 256]).ravel()
-        total += int(diff @ diff)
+    total = cv2.norm(
+        np.ascontiguousarray(reference).reshape(reference.shape[0], -1),
+        np.ascontiguousarray(test).reshape(test.shape[0], -1),
+        cv2.NORM_L2SQR,
+    )
     if total == 0:
         return float("inf")
     return float(10 * np.log10(255.0**2 * reference.size / total))

@@ -103,11 +103,17 @@ class Tag:
 
 @dataclass(frozen=True)
 class WatermarkMetrics:
-    """Imperceptibility and payload fidelity of the embedded watermark."""
+    """Imperceptibility and payload fidelity of the embedded watermark.
+
+    ``psnr`` is over every pixel and channel of the registered file; ``ssim`` is of the luma
+    with the long side scaled to ``ssim_side`` pixels (None: at full size, as records made
+    before the field measured it); ``nc`` compares the coded bits embedded and read back.
+    """
 
     psnr: float
     ssim: float
     nc: float
+    ssim_side: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,12 @@ class Record:
         d = {name: getattr(self, name) for name in _RECORD_FIELDS}
         d["tags"] = [{"label": t.label, "score": t.score} for t in self.tags]
         wm = self.watermark
-        d["watermark"] = None if wm is None else {"psnr": wm.psnr, "ssim": wm.ssim, "nc": wm.nc}
+        if wm is None:
+            d["watermark"] = None
+        else:
+            d["watermark"] = {"psnr": wm.psnr, "ssim": wm.ssim, "nc": wm.nc}
+            if wm.ssim_side is not None:  # absent in older records, whose bytes are signed
+                d["watermark"]["ssim_side"] = wm.ssim_side
         return d
 
     @classmethod
@@ -161,7 +172,12 @@ class Record:
             )
             wm = d.get("watermark")
             kwargs["watermark"] = (
-                WatermarkMetrics(float(wm["psnr"]), float(wm["ssim"]), float(wm["nc"]))
+                WatermarkMetrics(
+                    float(wm["psnr"]),
+                    float(wm["ssim"]),
+                    float(wm["nc"]),
+                    None if wm.get("ssim_side") is None else int(wm["ssim_side"]),
+                )
                 if wm is not None
                 else None
             )

@@ -16,8 +16,6 @@ from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
 from ..files import process_running, remove_stale_staging
 from . import ContentNotFoundError, StorageError
 from .car import write_car
@@ -89,6 +87,8 @@ class LocalBlockstore:
         """Files under ``blocks/`` that no file under ``roots`` uses: blocks left by an
         interrupted registration, and staging files of processes that are gone. Memory is 8
         bytes per referenced block (a sorted array of digest prefixes)."""
+        import numpy as np
+
         prefixes = array("Q")
         for root in roots:
             for cid in dag_cids(parse_cid(root), self.read_block):

@@ -90,10 +90,29 @@ def coded_bits(payload: int, key: bytes) -> np.ndarray:
     return _payload.encode_payload(payload, key)
 
 
+_ROWS = 256  # rows per chunk: a float copy of a whole 24 MP photo would be 290 MB
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
+    """The float32 luma plane, computed a band of rows at a time."""
     if rgb.shape[2] == 1:
         return rgb[:, :, 0].astype(np.float32)
-    return rgb.astype(np.float32) @ _LUMA
+    luma = np.empty(rgb.shape[:2], dtype=np.float32)
+    for top in range(0, rgb.shape[0], _ROWS):
+        luma[top : top + _ROWS] = rgb[top : top + _ROWS].astype(np.float32) @ _LUMA
+    return luma
+
+
+def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``rgb`` plus the luma change ``delta`` on every channel, rounded and clipped to uint8,
+    a band of rows at a time in 16-bit integers (``rgb`` is integer, so adding the rounded
+    change equals rounding the sum, but for ties at exactly one half)."""
+    out = np.empty_like(rgb)
+    for top in range(0, rgb.shape[0], _ROWS):
+        step = np.rint(delta[top : top + _ROWS]).astype(np.int16)[:, :, None]
+        band = rgb[top : top + _ROWS].astype(np.int16) + step
+        out[top : top + _ROWS] = np.clip(band, 0, 255)
+    return out
 
 
 def _analyse(rgb: np.ndarray, params: Params) -> _dwtsvd.Domain:
@@ -164,10 +183,7 @@ def embed(
         delta_c = _dwtsvd.apply_qim(
             dom, bits, dither, params.step * gain, margin, flat, params.wavelet
         )
-        delta = _dwtsvd.resample(delta_c, w, h)
-        marked = np.clip(np.rint(rgb.astype(np.float32) + delta[:, :, None]), 0, 255).astype(
-            np.uint8
-        )
+        marked = _add_luma(rgb, _dwtsvd.resample(delta_c, w, h))
         if psnr(rgb, marked) >= params.min_psnr:
             break
     return marked[:, :, 0] if grey and image.ndim == 2 else marked
