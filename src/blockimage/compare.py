@@ -92,10 +92,11 @@ def _refine(suspect: np.ndarray, registered: np.ndarray, matrix: np.ndarray) -> 
     warp = cv2.invertAffineTransform(matrix).astype(np.float32)  # suspect -> registered
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
     try:
-        _, warp = cv2.findTransformECC(grey_s, grey_r, warp, cv2.MOTION_AFFINE, criteria, None, 5)
+        # (OpenCV's default pre-smoothing: a 5 x 5 Gaussian)
+        _, found = cv2.findTransformECC(grey_s, grey_r, warp, cv2.MOTION_AFFINE, criteria)
     except cv2.error:  # did not converge (flat or unrelated content)
         return matrix
-    refined = cv2.invertAffineTransform(warp)
+    refined = np.asarray(cv2.invertAffineTransform(np.asarray(found)), np.float64)
     h, w = grey_s.shape
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64).T
     moved = np.abs(refined @ corners - matrix @ corners).max()
