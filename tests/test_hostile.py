@@ -26,6 +26,7 @@ from blockimage.bundle import InvalidBundleError, make_bundle, verify_bundle
 from blockimage.cli import cli
 from blockimage.imaging import InvalidImageError, decode_image
 from blockimage.ledger.log import MerkleLog
+from blockimage.ledger.proofs import log_origin
 from blockimage.storage.car import write_car
 from blockimage.storage.local import LocalBlockstore
 from blockimage.storage.unixfs import RAW, _Child, _file_node, block_cid, cid_text
@@ -59,12 +60,13 @@ def dag_bomb(levels: int, leaf: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]
 def test_a_bundle_whose_dag_repeats_its_links_is_refused_quickly(tmp_path, leaf):
     root, blocks = dag_bomb(40, leaf)
     attacker = Ed25519PrivateKey.generate()
-    log = MerkleLog(tmp_path / "ledger.db", attacker, origin="attacker/log")
+    origin = log_origin(attacker.public_key().public_bytes_raw())
+    log = MerkleLog(tmp_path / "ledger.db", attacker, origin=origin)
     proof = log.append(fresh(OWNER, cid=cid_text(root)))
     bundle = make_bundle(
         proof,
         write_car([root], blocks),
-        origin="attacker/log",
+        origin=origin,
         log_public_key=attacker.public_key().public_bytes_raw(),
     )
     assert len(bundle) < 20_000

@@ -6,7 +6,10 @@ import json
 from dataclasses import replace
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from blockimage.records import (
     InvalidRecordSignatureError,
@@ -15,6 +18,7 @@ from blockimage.records import (
     Tag,
     WatermarkMetrics,
     canonical_json,
+    jcs,
     sign_record,
     verify_record_signature,
 )
@@ -106,3 +110,77 @@ def test_receipts_round_trip_with_either_kind_of_ledger_proof():
         assert again == receipt and type(again.log) is type(proof)
     assert "ledger" not in merkle.to_dict()  # the contract's Merkle shape is unchanged
     assert fabric.to_dict()["ledger"] == "fabric"
+
+
+# -- RFC 8785 (records of format version 2) -------------------------------------------------------
+def test_jcs_reproduces_the_rfc_8785_examples():
+    # RFC 8785 section 3.2.2 (sorting, literals, numbers, string escapes), and appendix B values.
+    doc = {
+        "numbers": [333333333.33333329, 1e30, 4.50, 2e-3, 0.000000000000000000000000001],
+        "string": "\u20ac$\u000f\u000aA'\u0042\u0022\u005c\\\"/",
+        "literals": [None, True, False],
+    }
+    expected = (
+        '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],'
+        '"string":"\u20ac$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}'
+    )
+    assert jcs(doc) == expected.encode("utf-8")
+    for number, text in [
+        (0.0, "0"), (-0.0, "0"), (1.0, "1"), (9007199254740992.0, "9007199254740992"),
+        (1e21, "1e+21"), (1e-7, "1e-7"), (0.000001, "0.000001"), (123456789012345680000.0,
+        "123456789012345680000"), (5e-324, "5e-324"), (1.7976931348623157e308,
+        "1.7976931348623157e+308"), (295147905179352830000.0, "295147905179352830000"),
+    ]:  # fmt: skip
+        assert jcs([number]) == f"[{text}]".encode(), number
+    # Keys are sorted by UTF-16 code units: U+1F600 (surrogates D83D DE00) before U+E000,
+    # the reverse of code point order.
+    assert jcs({"\ue000": 2, "\U0001f600": 1}) == '{"\U0001f600":1,"\ue000":2}'.encode()
+    with pytest.raises(ValueError):  # beyond I-JSON's exact integers
+        jcs({"n": 2**53})
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(2**53) + 1, 2**53 - 1)
+        | st.text(),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=6), children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+)
+def test_jcs_agrees_with_the_rfc8785_package(value):
+    assert jcs(value) == rfc8785.dumps(value)
+
+
+def test_a_new_record_is_signed_over_its_rfc_8785_bytes():
+    key = Ed25519PrivateKey.generate()
+    record = sign_record(make_record(key, watermark=WatermarkMetrics(46.0, 0.99, 1.0)), key)
+    assert record.version == 2
+    d = record.to_dict()
+    assert d["version"] == 2
+    assert record.leaf_bytes() == rfc8785.dumps(d)  # the leaf is JCS ...
+    assert b'"psnr":46,' in record.leaf_bytes()  # ... 46 where json.dumps writes 46.0
+    unsigned = {k: v for k, v in d.items() if k != "signature"}
+    key.public_key().verify(bytes.fromhex(record.signature), rfc8785.dumps(unsigned))
+    again = Record.from_leaf(record.leaf_bytes())  # 46 comes back an int; the bytes do not move
+    assert again.leaf_bytes() == record.leaf_bytes()
+    verify_record_signature(again)
+
+
+def test_a_version_1_record_holding_1_0_still_verifies_in_its_own_encoding():
+    key = Ed25519PrivateKey.generate()
+    old = sign_record(make_record(key, version=1, watermark=WatermarkMetrics(46.0, 1.0, 1.0)), key)
+    leaf = old.leaf_bytes()
+    assert b'"version"' not in leaf and b'"psnr":46.0' in leaf and b'"nc":1.0' in leaf
+    parsed = Record.from_leaf(leaf)
+    assert parsed.version == 1 and parsed.leaf_bytes() == leaf
+    verify_record_signature(parsed)
+    with pytest.raises(InvalidRecordSignatureError):  # the same fields under version 2 bytes
+        verify_record_signature(replace(parsed, version=2))
+    with pytest.raises(RecordFormatError, match="version"):
+        Record.from_dict({**old.to_dict(), "version": 3})

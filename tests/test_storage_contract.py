@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import numpy as np
 import pytest
 
 from blockimage.storage import ContentNotFoundError, Storage, StorageError
+from blockimage.storage.car import read_car, write_car
 from blockimage.storage.kubo import KuboStorage
 from blockimage.storage.local import LocalBlockstore
 from blockimage.storage.unixfs import CHUNK_SIZE, cid_for_bytes
@@ -73,3 +75,38 @@ def test_a_daemon_that_is_down_is_a_clear_error():
     client = KuboStorage("http://127.0.0.1:9", timeout=2.0)  # nothing listens on port 9
     with pytest.raises(StorageError, match="not reachable.*scripts/kubo.sh up"):
         client.put(b"x")
+
+
+@pytest.mark.parametrize("lie", ["a block's bytes altered", "a block left out", "another file"])
+def test_kubo_reads_are_checked_block_by_block(tmp_path, lie):
+    """An RPC endpoint that lies (a compromised or buggy node, a proxy) is caught: get fetches
+    the DAG as a CAR and checks every block against its CID before reassembling the file."""
+    truth = LocalBlockstore(tmp_path / "blocks")
+    data = random_bytes(3 * CHUNK_SIZE + 17, 7)
+    cid = truth.put(data)
+    car = read_car(truth.export_car(cid))
+    blocks = dict(car.blocks)
+    leaf = next(c for c in blocks if c != car.roots[0])
+    if lie == "a block's bytes altered":
+        blocks[leaf] = bytes([blocks[leaf][0] ^ 1]) + blocks[leaf][1:]
+    elif lie == "a block left out":
+        del blocks[leaf]
+    roots = list(car.roots)
+    if lie == "another file":  # a valid DAG, but of other content
+        other = read_car(truth.export_car(truth.put(b"something else entirely")))
+        roots, blocks = list(other.roots), dict(other.blocks)
+    served = write_car(roots, blocks.items())
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        if request.url.path in ("/api/v0/dag/export",):
+            return httpx.Response(200, content=served)
+        return httpx.Response(200, content=data[::-1])  # `cat` would have passed this on
+
+    client = KuboStorage("http://127.0.0.1:5001")
+    client._client = httpx.Client(
+        base_url="http://127.0.0.1:5001/api/v0", transport=httpx.MockTransport(endpoint)
+    )
+    with pytest.raises(StorageError):
+        client.get(cid)
+    served = write_car(list(car.roots), car.blocks.items())  # the honest answer passes
+    assert client.get(cid) == data

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .errors import BlockImageError
+from .errors import BlockImageError, InvalidInputError
 from .files import write_atomic
 from .keys import OWNER_NAME_RE
 from .ledger import AuditFailure
@@ -531,50 +531,190 @@ def export(
 
 @cli.command("verify-bundle")
 @click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document.")
+@click.option(
+    "--log-key",
+    "log_keys",
+    multiple=True,
+    metavar="KEY",
+    help="A log key to trust (`blockimage log-key` of the log, or its 64 hex digits); "
+    "repeatable. Added to [trust] logs of the home's config.toml, if it has one.",
+)
+@_common
 @click.pass_context
-def verify_bundle_command(ctx: click.Context, bundle: Path, as_json: bool | None) -> None:
-    """Check an evidence bundle offline: signatures, Merkle proof, image hashes. No home needed."""
+def verify_bundle_command(
+    ctx: click.Context,
+    bundle: Path,
+    log_keys: tuple[str, ...],
+    home: Path | None,
+    as_json: bool | None,
+) -> None:
+    """Check an evidence bundle offline: signatures, Merkle proof, image hashes, and that a
+    pinned log key signed it. No node is opened (and no home is made)."""
     from .bundle import InvalidBundleError, verify_bundle
+    from .config import load_settings, resolve_home
     from .inputs import read_file
 
-    _, as_json = _opts(ctx, None, as_json)
+    home, as_json = _opts(ctx, home, as_json)
     with _errors():
         # An image of at most 256 MiB (the DAG walk's bound) and its evidence.
         data = read_file(bundle, max_bytes=300 * 1024 * 1024)
+        root = resolve_home(home)
+        if (root / "config.toml").exists():
+            log_keys += load_settings(root).trusted_logs
     try:
         report = verify_bundle(data)
     except InvalidBundleError as exc:
         if as_json:
-            _print_json({"ok": False, "fault": str(exc)})
+            _print_json({"ok": False, "trusted": False, "fault": str(exc)})
         click.echo(f"blockimage: bundle INVALID: {exc}", err=True)
         sys.exit(1)
+    with _errors():
+        trusted = report.signed_by(log_keys)
     rec = report.record
+    fault = None
+    if not trusted:
+        fault = (
+            f"the bundle checks, but it was signed by log key {report.log_key}, which is not "
+            "pinned: if the log operator publishes that key (`blockimage log-key` on their "
+            "node), pass it with --log-key or add it to [trust] logs in config.toml"
+        )
     if as_json:
         _print_json(
             {
-                "ok": True,
+                "ok": trusted,
+                "trusted": trusted,
+                **({"fault": fault} if fault else {}),
                 "record": rec.to_dict(),
                 "image_bytes": report.image_bytes,
                 "tree_size": report.tree_size,
                 "root_hash": report.root_hash,
                 "log_origin": report.log_origin,
                 "log_public_key": report.log_public_key,
+                "log_key": report.log_key,
+            }
+        )
+    else:
+        click.echo(
+            f"{'ok' if trusted else 'NOT TRUSTED'}: record {rec.record_id} by {rec.owner} "
+            f"({rec.created_at})"
+        )
+        click.echo(f"  owner signature valid (key {rec.owner_key})")
+        click.echo(
+            f"  included in log {report.log_origin} at tree size {report.tree_size}, "
+            f"root {report.root_hash}"
+        )
+        click.echo(
+            f"  checkpoint signed by log key {report.log_key}"
+            + (" (pinned)" if trusted else " (NOT pinned)")
+        )
+        click.echo(
+            f"  image {rec.cid} ({report.image_bytes:,} bytes) matches SHA-256 {rec.sha256_file}"
+        )
+    if fault:
+        click.echo(f"blockimage: {fault}", err=True)
+        sys.exit(1)
+
+
+# -- the log's own evidence: checkpoint, consistency, log key, receipts ---------------------------
+@cli.command()
+@_common
+@click.pass_context
+def checkpoint(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
+    """The log's latest signed checkpoint (C2SP signed note)."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        note = node.checkpoint()
+        if as_json:
+            _print_json({"checkpoint": note})
+        else:
+            click.echo(note, nl=False)
+
+
+@cli.command()
+@click.argument("old_size", type=click.IntRange(min=1))
+@click.argument("new_size", type=click.IntRange(min=1), required=False)
+@_common
+@click.pass_context
+def consistency(
+    ctx: click.Context, old_size: int, new_size: int | None, home: Path | None, as_json: bool | None
+) -> None:
+    """RFC 9162 consistency proof from tree size OLD_SIZE to NEW_SIZE (default: the latest
+    checkpoint's), one hex hash a line."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        new = new_size if new_size is not None else int(node.checkpoint().split("\n")[1])
+        proof = node.consistency(old_size, new)
+        if as_json:
+            _print_json({"old_size": old_size, "new_size": new, "proof": proof})
+        else:
+            for h in proof:
+                click.echo(h)
+
+
+@cli.command("log-key")
+@_common
+@click.pass_context
+def log_key(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
+    """The log's verifier key in Go note form (name+keyhash+base64): publish it; checkers pin
+    it (`verify-bundle --log-key`, golang.org/x/mod/sumdb/note)."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        if as_json:
+            _print_json(
+                {
+                    "log_key": node.log_key,
+                    "origin": node.ledger_origin,
+                    "public_key": node.node_public_key,
+                }
+            )
+        else:
+            click.echo(node.log_key)
+
+
+@cli.command("verify-receipt")
+@click.argument("receipt_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_common
+@click.pass_context
+def verify_receipt(
+    ctx: click.Context, receipt_file: Path, home: Path | None, as_json: bool | None
+) -> None:
+    """Check a saved receipt (register --json output) against this log now: the record's
+    signature, its inclusion proof, and that today's log extends the receipt's checkpoint."""
+    from .inputs import read_file
+    from .ledger.proofs import InvalidProofError
+
+    home, as_json = _opts(ctx, home, as_json)
+    with _errors():
+        text = read_file(receipt_file, max_bytes=16 * 1024 * 1024)
+        try:
+            receipt = Receipt.from_dict(json.loads(text))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{receipt_file} is not a receipt: {exc}") from None
+    with _node(home) as node:
+        try:
+            latest = node.verify_receipt(receipt)
+        except InvalidProofError as exc:
+            if as_json:
+                _print_json({"ok": False, "fault": str(exc)})
+            click.echo(f"blockimage: receipt INVALID: {exc}", err=True)
+            sys.exit(1)
+    rec, log = receipt.record, receipt.log
+    if as_json:
+        _print_json(
+            {
+                "ok": True,
+                "record_id": rec.record_id,
+                "receipt_tree_size": getattr(log, "tree_size", None),
+                "tree_size": latest.tree_size,
+                "root_hash": latest.root_hash.hex(),
             }
         )
         return
     click.echo(f"ok: record {rec.record_id} by {rec.owner} ({rec.created_at})")
-    click.echo(f"  owner signature valid (key {rec.owner_key})")
+    click.echo(f"  owner signature valid; included at {log.summary()}")
     click.echo(
-        f"  included in log {report.log_origin} at tree size {report.tree_size}, "
-        f"root {report.root_hash}"
-    )
-    click.echo(
-        f"  checkpoint signed by log key {report.log_public_key}: compare it with the key "
-        "the log operator publishes"
-    )
-    click.echo(
-        f"  image {rec.cid} ({report.image_bytes:,} bytes) matches SHA-256 {rec.sha256_file}"
+        f"  the log today (size {latest.tree_size}, root {latest.root_hash.hex()}) extends the "
+        "receipt's checkpoint (consistency proof checked)"
     )
 
 

@@ -95,6 +95,8 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     fabric: dict[str, str] = field(default_factory=dict)  # FABRIC_SETTINGS -> value
+    # Log keys whose evidence bundles are trusted ([trust] logs): note form or 64 hex digits.
+    trusted_logs: tuple[str, ...] = ()
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -119,9 +121,13 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
             raise ConfigError(f"{path}: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-        storage, ledger, limits, analysis, fabric_table = (
-            _table(doc, k, path) for k in ("storage", "ledger", "limits", "analysis", "fabric")
+        storage, ledger, limits, analysis, fabric_table, trust = (
+            _table(doc, k, path)
+            for k in ("storage", "ledger", "limits", "analysis", "fabric", "trust")
         )
+        logs = trust.get("logs", [])
+        if not isinstance(logs, list) or not all(isinstance(k, str) for k in logs):
+            raise ConfigError(f"{path}: [trust] logs must be a list of log keys (strings)")
         fabric.update({k: str(v) for k, v in fabric_table.items() if k in FABRIC_SETTINGS})
         settings = replace(
             settings,
@@ -131,6 +137,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
             backbone=analysis.get("backbone", settings.backbone),
             max_pixels=limits.get("max_pixels", settings.max_pixels),
             max_file_bytes=limits.get("max_file_bytes", settings.max_file_bytes),
+            trusted_logs=tuple(logs),
         )
     overrides: dict[str, Any] = {}
     for name, var in (

@@ -15,7 +15,6 @@ refuses one. Homes made before the manifest list their keys as they are first us
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import BlockImageError
+from .files import exclusive_lock
 
 __all__ = ["KeyStore", "OWNER_NAME_RE", "InvalidOwnerError", "KeyFileError", "check_owner_name"]
 
@@ -139,7 +139,7 @@ class KeyStore:
                 f"{path} is not the key this home made (public part {public[:16]}…, expected "
                 f"{listed[:16]}…); {_RESTORE}"
             )
-        with _locked(self.dir / ".manifest.lock"):  # read-modify-write across processes
+        with exclusive_lock(self.dir / ".manifest.lock"):  # read-modify-write across processes
             doc = self._manifest()
             doc.setdefault(entry, public)
             tmp = self.dir / f".manifest.{secrets.token_hex(4)}.tmp"
@@ -147,19 +147,6 @@ class KeyStore:
             os.replace(tmp, self.dir / "manifest.json")
         if doc[entry] != public:  # another process listed another key first
             raise KeyFileError(f"{path} changed while it was being read; try again")
-
-
-class _locked:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
 
 
 def _read(path: Path, *, private: bool = True) -> bytes:

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import DEFAULT_BACKBONE, DEFAULT_CONFIG, Settings, load_settings, resolve_home
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, InvalidInputError
 from .files import write_atomic
 from .inputs import ImageSource, LoadedImage, load_image
 from .keys import KeyStore
 from .ledger import AuditFailure, AuditReport, Ledger, open_ledger
+from .ledger.proofs import log_origin, note_verifier_key
 from .records import LogProof, Receipt, Record, Verdict
 from .storage import Storage, StorageError, open_storage
 
 if TYPE_CHECKING:
+    from .ledger.checkpoint import Checkpoint
+    from .ledger.log import MerkleLog
     from .matchers import Matcher
     from .registration import Registrar
     from .verification import Evidence, Verifier
@@ -65,7 +68,7 @@ class Node:
         self.keys = KeyStore(self.home / "keys")
         node_key = self.keys.node_key()
         self.node_public_key = node_key.public_key().public_bytes_raw().hex()
-        self.ledger_origin = f"blockimage/{self.node_public_key[:16]}"
+        self.ledger_origin = log_origin(bytes.fromhex(self.node_public_key))
         self.keys.api_token()  # created at init, read by `serve`
         self._watermark_key = self.keys.watermark_key()  # made at init, checked at every open
         self.storage: Storage = storage if storage is not None else open_storage(self.settings)
@@ -194,8 +197,8 @@ class Node:
 
     def export_bundle(self, record_id: str) -> bytes:
         """A CAR evidence bundle for ``record_id`` (see :mod:`blockimage.bundle`)."""
-        record = self.ledger.get(record_id)
-        proof = self.ledger.proof(record_id)
+        receipt = self.ledger.receipt(record_id)  # checked: LedgerIntegrityError otherwise
+        record, proof = receipt.record, receipt.log
         if not isinstance(proof, LogProof):
             raise BackendUnavailableError(
                 "evidence bundles carry a Merkle log proof and need the embedded ledger; on "
@@ -210,6 +213,44 @@ class Node:
             origin=self.ledger_origin,
             log_public_key=bytes.fromhex(self.node_public_key),
         )
+
+    # -- evidence a third party checks (the embedded log) ------------------------------------------
+    @property
+    def log_key(self) -> str:
+        """The log's verifier key in Go note form (``name+keyhash+base64``), to publish."""
+        return note_verifier_key(self.ledger_origin, bytes.fromhex(self.node_public_key))
+
+    def _merkle_log(self, what: str) -> MerkleLog:
+        from .ledger.log import MerkleLog
+
+        if not isinstance(self.ledger, MerkleLog):
+            raise BackendUnavailableError(
+                f"{what} is evidence of the embedded Merkle log; on Fabric the channel's blocks "
+                "are the evidence (each receipt names its transaction and block)"
+            )
+        return self.ledger
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint (C2SP signed note)."""
+        return self._merkle_log("a checkpoint").checkpoint()
+
+    def consistency(self, old_size: int, new_size: int | None = None) -> list[str]:
+        """RFC 9162 consistency proof (hex hashes) from tree size ``old_size`` to ``new_size``
+        (default: the latest checkpoint's)."""
+        log = self._merkle_log("a consistency proof")
+        latest = int(log.checkpoint().split("\n")[1])
+        new_size = latest if new_size is None else new_size
+        if not 0 < old_size <= new_size <= latest:
+            raise InvalidInputError(
+                f"a consistency proof needs 0 < OLD_SIZE <= NEW_SIZE <= {latest} (the latest "
+                f"checkpoint's size), not {old_size} and {new_size}"
+            )
+        return log.consistency_proof(old_size, new_size)
+
+    def verify_receipt(self, receipt: Receipt) -> Checkpoint:
+        """Check a saved receipt against the log now (signature, inclusion under the receipt's
+        checkpoint, consistency from it to the latest); return the latest checkpoint."""
+        return self._merkle_log("a receipt's log proof").check_receipt(receipt)
 
     def audit(self, start: int = 0) -> AuditReport:
         """Re-verify the ledger from leaf ``start`` (streaming, see ``Ledger.audit``), then

@@ -25,9 +25,9 @@ from .errors import OriginalUnavailableError
 from .fingerprint import PDQ_MATCH_THRESHOLD, file_sha256, pdq_distance
 from .imaging import InvalidImageError, decode_image, encode_image
 from .inputs import LoadedImage
-from .ledger import Ledger
+from .ledger import Ledger, LedgerIntegrityError
 from .matchers import Candidate, Matcher, Strength, Suspect
-from .records import Receipt, Similarity, Tag, Verdict, VerdictKind
+from .records import Similarity, Tag, Verdict, VerdictKind
 from .storage import Storage, StorageError
 
 __all__ = ["Evidence", "Verifier"]
@@ -216,6 +216,16 @@ class Verifier:
         explanation: list[str],
     ) -> Verdict:
         record_id = candidate.record.record_id
+        # The verdict rests on checked evidence: the signed record, included under a checkpoint
+        # signed by the node key (LedgerIntegrityError otherwise), and the candidate must be that
+        # record, not what a lookup column or a derived index said of it.
+        receipt = self.ledger.receipt(record_id)
+        if receipt.record != candidate.record:
+            raise LedgerIntegrityError(
+                f"ledger integrity failure: record {record_id} found by {candidate.matched_by} "
+                "differs from the signed record on the ledger; `blockimage audit` reports every "
+                "fault"
+            )
         history = self.ledger.history(record_id)
         if len(history) > 1:
             explanation.append(
@@ -225,7 +235,7 @@ class Verifier:
             verdict=verdict,
             matched_by=candidate.matched_by,
             record_id=record_id,
-            record=Receipt(record=candidate.record, log=self.ledger.proof(record_id)),
+            record=receipt,
             similarity=similarity,
             history=tuple(history),
             explanation=tuple(explanation),
@@ -254,6 +264,11 @@ def _alignment_sentence(
         return (
             f"The suspect ({size}) was aligned to the original by feature matching; it covers "
             f"{result.covered_fraction:.0%} of the suspect's area (a crop or shift)."
+        )
+    if result.aligned_by == "refined":
+        return (
+            f"The suspect ({size}) was compared after resizing and a slight rotation or shift "
+            "found by intensity alignment (ECC)."
         )
     if result.aligned_by == "none":
         return f"The suspect ({size}) could not be aligned geometrically; compared as resized."

@@ -32,13 +32,14 @@ from blockimage.ledger.checkpoint import (
     sign_checkpoint,
 )
 from blockimage.ledger.log import MerkleLog
+from blockimage.ledger.proofs import log_origin
 from blockimage.records import Receipt, RecordFormatError
 from blockimage.storage.local import LocalBlockstore
 
 __all__ = ["TARGETS", "Target"]
 
 _LOG_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-_ORIGIN = "fuzz/log"
+_ORIGIN = log_origin(_LOG_KEY.public_key().public_bytes_raw())
 
 
 @dataclass(frozen=True)

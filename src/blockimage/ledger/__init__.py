@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import BackendUnavailableError, BlockImageError
-from ..records import FabricProof, LogProof, Record
+from ..records import FabricProof, LogProof, Receipt, Record
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Ledger",
     "LedgerError",
+    "LedgerIntegrityError",
     "DuplicateRecordError",
     "RecordNotFoundError",
     "AuditFailure",
@@ -35,6 +36,12 @@ __all__ = [
 
 class LedgerError(BlockImageError, RuntimeError):
     """The ledger refused or failed an operation."""
+
+
+class LedgerIntegrityError(LedgerError):
+    """The ledger's evidence for a record does not check (a signature, a leaf hash, an
+    inclusion proof or a checkpoint): no verdict, history or bundle is given on it. The message
+    starts with "ledger integrity failure" and names the record and the fault."""
 
 
 class DuplicateRecordError(LedgerError):
@@ -89,7 +96,16 @@ class Ledger(Protocol):
         ...
 
     def proof(self, record_id: str) -> LogProof | FabricProof:
-        """The proof that the record is on the ledger (Merkle: against the latest checkpoint)."""
+        """The proof that the record is on the ledger (Merkle: against the latest checkpoint),
+        checked as :meth:`receipt` checks it."""
+        ...
+
+    def receipt(self, record_id: str) -> Receipt:
+        """The record with the proof that it is on the ledger, both *checked*: the owner
+        signature always; on the Merkle log also the leaf's inclusion under the latest
+        checkpoint and that checkpoint's signature by the node key. Raises
+        :class:`RecordNotFoundError`, or :class:`LedgerIntegrityError` when the evidence does
+        not check. Every verdict, history and bundle rests on this."""
         ...
 
     def find_by_sha256(self, digest: str) -> list[Record]:
@@ -99,7 +115,8 @@ class Ledger(Protocol):
     def by_owner(self, owner: str) -> list[Record]: ...
 
     def history(self, record_id: str) -> list[Record]:
-        """The record, then every later record derived from it (transitively), in log order."""
+        """The record, then every later record derived from it (transitively), in log order;
+        each checked as :meth:`receipt` checks it (:class:`LedgerIntegrityError` if one fails)."""
         ...
 
     def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:

@@ -33,12 +33,20 @@ from ..errors import BlockImageError, DuplicateContentError
 from ..records import (
     FabricProof,
     InvalidRecordSignatureError,
+    Receipt,
     Record,
     RecordFormatError,
     canonical_json,
     verify_record_signature,
 )
-from . import AuditFailure, AuditReport, DuplicateRecordError, LedgerError, RecordNotFoundError
+from . import (
+    AuditFailure,
+    AuditReport,
+    DuplicateRecordError,
+    LedgerError,
+    LedgerIntegrityError,
+    RecordNotFoundError,
+)
 from .gateway import CommitError, EndorsementError, Gateway, GatewayError, find_transaction
 
 __all__ = ["FabricLedger", "FabricSettings", "refusal_error"]
@@ -144,8 +152,8 @@ class FabricLedger:
 
     def _records_json(self, data: bytes) -> list[Record]:
         # The chaincode returns records embedded in a JSON array (Go may escape <, >, & there):
-        # re-encoding canonically restores the exact leaf bytes.
-        return [self._record(canonical_json(r)) for r in json.loads(data)]
+        # re-encoding canonically (in the record's version's encoding) restores the leaf bytes.
+        return [self._record(Record.encode(r)) for r in json.loads(data)]
 
     # -- the Ledger Protocol ----------------------------------------------------------------------
     def append(self, record: Record, *, check: Callable[[], None] | None = None) -> FabricProof:
@@ -209,6 +217,12 @@ class FabricLedger:
             raise LedgerError(f"record {record_id} has no write in its key history")
         return self._transaction_proof(history["writes"][0]["tx_id"], record_id, leaf)
 
+    def receipt(self, record_id: str) -> Receipt:
+        """The record as the block wrote it, its owner signature checked: on Fabric the
+        endorsement policy and the ordered, validated block are the ledger's own evidence."""
+        proof = self.proof(record_id)
+        return Receipt(_signed(Record.from_leaf(proof.leaf), record_id), proof)
+
     def find_by_sha256(self, digest: str) -> list[Record]:
         return self._records_json(self._evaluate("QueryBySha256", digest))
 
@@ -247,13 +261,14 @@ class FabricLedger:
                     family.append(self.get(event["child"]))
                     queue.append(event["child"])
         # created_at is the transaction's time (the chaincode enforces it): commit-time order.
-        return [family[0]] + sorted(family[1:], key=lambda r: (r.created_at, r.record_id))
+        ordered = [family[0]] + sorted(family[1:], key=lambda r: (r.created_at, r.record_id))
+        return [_signed(r, r.record_id) for r in ordered]
 
     def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
         while True:
             page = json.loads(self._evaluate("ListRecords", str(start), str(PAGE)))
             for entry in page["entries"]:
-                yield entry["index"], self._record(canonical_json(entry["record"]))
+                yield entry["index"], self._record(Record.encode(entry["record"]))
             start += len(page["entries"])
             if not page["entries"] or start >= page["size"]:
                 return
@@ -297,3 +312,17 @@ class FabricLedger:
         return AuditReport(
             tree_size=count, root_hash=head, checkpoints_checked=0, records_checked=count
         )
+
+
+def _signed(record: Record, record_id: str) -> Record:
+    """``record`` once its owner signature verifies and it is the record asked for."""
+    try:
+        verify_record_signature(record)
+    except InvalidRecordSignatureError as exc:
+        raise LedgerIntegrityError(f"ledger integrity failure: record {record_id}: {exc}") from None
+    if record.record_id != record_id:
+        raise LedgerIntegrityError(
+            f"ledger integrity failure: asked for record {record_id}, the channel returned "
+            f"{record.record_id}"
+        )
+    return record

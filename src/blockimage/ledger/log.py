@@ -7,6 +7,10 @@ Tables (ledger.db):
   Any MTH(D[a:b]) the RFC needs decomposes into O(log n) of these.
 - ``checkpoints``: the signed tree head (C2SP signed note) issued after every append.
 
+Beside it, ``ledger.head`` keeps the largest checkpoint the node has signed. A log found smaller
+than that (newest leaves deleted with their nodes and checkpoints), or whose first leaves no
+longer hash to its root, is refused on open: the node does not run on a rolled-back log.
+
 An append runs in one ``BEGIN IMMEDIATE`` transaction (leaf, new nodes, checkpoint), so
 concurrent writers serialise and a crash leaves the whole record or none. ``synchronous=FULL``
 in WAL mode makes a committed append durable.
@@ -23,14 +27,23 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import DuplicateContentError
+from ..files import exclusive_lock, write_atomic
 from ..records import (
     InvalidRecordSignatureError,
     LogProof,
+    Receipt,
     Record,
     RecordFormatError,
     verify_record_signature,
 )
-from . import AuditFailure, AuditReport, DuplicateRecordError, LedgerError, RecordNotFoundError
+from . import (
+    AuditFailure,
+    AuditReport,
+    DuplicateRecordError,
+    LedgerError,
+    LedgerIntegrityError,
+    RecordNotFoundError,
+)
 from .checkpoint import Checkpoint, InvalidCheckpointError, open_checkpoint, sign_checkpoint
 from .merkle import (
     EMPTY_ROOT,
@@ -41,6 +54,7 @@ from .merkle import (
     leaf_hash,
     node_hash,
 )
+from .proofs import InvalidProofError, check_consistency, check_log_proof, open_log_checkpoint
 
 __all__ = ["MerkleLog"]
 
@@ -132,6 +146,13 @@ class MerkleLog:
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         self._check_signer()
+        self.head_path = self.path.with_suffix(".head")
+        self._head_lock = self.path.with_suffix(".lock")
+        try:
+            self._check_head()
+        except BaseException:
+            self._db.close()
+            raise
 
     def _check_signer(self) -> None:
         """The node key must be the one that signed this log's checkpoints: a replaced key
@@ -178,23 +199,30 @@ class MerkleLog:
         return 0 if row[0] is None else row[0] + 1
 
     def append(self, record: Record, *, check: Callable[[], None] | None = None) -> LogProof:
-        with self._transaction() as db:
-            if check is not None:
-                check()  # under the write lock: no other process can append meanwhile
-            index, leaf = self._add_leaf(db, record)
-            size, root, note = self._sign_checkpoint(db, index + 1)
-            return self._proof_at(index, leaf, size, root, note)
+        with exclusive_lock(self._head_lock):
+            with self._transaction() as db:
+                if check is not None:
+                    check()  # under the write lock: no other process can append meanwhile
+                index, leaf = self._add_leaf(db, record)
+                size, root, note = self._sign_checkpoint(db, index + 1)
+                proof = self._proof_at(index, leaf, size, root, note)
+            self._remember(size, note)
+            return proof
 
     def append_many(self, records: Iterable[Record]) -> int:
         """Append records in one transaction with one checkpoint at the end (bulk imports);
         all or none are appended. Returns the new tree size."""
-        with self._transaction() as db:
-            size = self.size()
-            for record in records:
-                index, _ = self._add_leaf(db, record)
-                size = index + 1
-            if size:
-                self._sign_checkpoint(db, size)
+        with exclusive_lock(self._head_lock):
+            with self._transaction() as db:
+                size = self.size()
+                note = None
+                for record in records:
+                    index, _ = self._add_leaf(db, record)
+                    size = index + 1
+                if size:
+                    _, _, note = self._sign_checkpoint(db, size)
+            if note is not None:
+                self._remember(size, note)
             return size
 
     def _add_leaf(self, db: sqlite3.Connection, record: Record) -> tuple[int, bytes]:
@@ -255,13 +283,33 @@ class MerkleLog:
         return Record.from_leaf(_blob(row[0]))
 
     def proof(self, record_id: str) -> LogProof:
+        proof = self.receipt(record_id).log
+        assert isinstance(proof, LogProof)
+        return proof
+
+    def receipt(self, record_id: str) -> Receipt:
         row = self._db.execute(
             "SELECT leaf_index, leaf FROM leaves WHERE record_id=?", (record_id,)
         ).fetchone()
         if row is None:
             raise RecordNotFoundError(f"no record {record_id} on the ledger")
         size, root, note = self._latest_checkpoint()
-        return self._proof_at(row[0], _blob(row[1]), size, root, note)
+        proof = self._proof_at(row[0], _blob(row[1]), size, root, note)
+        return Receipt(self._checked(proof, record_id), proof)
+
+    def _checked(self, proof: LogProof, record_id: str) -> Record:
+        """The record of ``proof`` once signature, inclusion and checkpoint check (a few
+        SQLite reads and two Ed25519 verifications)."""
+        try:
+            record = check_log_proof(proof, self._public, origin=self.origin)
+            if record.record_id != record_id:
+                raise InvalidProofError(f"the leaf holds record {record.record_id}")
+        except InvalidProofError as exc:
+            raise LedgerIntegrityError(
+                f"ledger integrity failure: record {record_id} (leaf {proof.leaf_index}): {exc}; "
+                "`blockimage audit` reports every fault; restore ledger.db from a backup"
+            ) from None
+        return record
 
     def find_by_sha256(self, digest: str) -> list[Record]:
         rows = self._db.execute(
@@ -285,14 +333,25 @@ class MerkleLog:
                 UNION
                 SELECT l.record_id FROM leaves l JOIN family f ON l.parent = f.record_id
             )
-            SELECT leaf FROM leaves WHERE record_id IN (SELECT record_id FROM family)
-            ORDER BY leaf_index
+            SELECT leaf_index, leaf, record_id FROM leaves
+            WHERE record_id IN (SELECT record_id FROM family) ORDER BY leaf_index
             """,
             (record_id,),
         ).fetchall()
         if not rows:
             raise RecordNotFoundError(f"no record {record_id} on the ledger")
-        return [Record.from_leaf(_blob(r[0])) for r in rows]
+        size, root, note = self._latest_checkpoint()
+        family: list[Record] = []
+        for index, leaf, member in rows:
+            record = self._checked(self._proof_at(index, _blob(leaf), size, root, note), member)
+            if family and record.parent not in {r.record_id for r in family}:
+                raise LedgerIntegrityError(
+                    f"ledger integrity failure: record {member} (leaf {index}) is listed as a "
+                    f"derivative in the history of {record_id}, but its signed parent is "
+                    f"{record.parent}; `blockimage audit` reports every fault"
+                )
+            family.append(record)
+        return family
 
     def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
         cursor = self._db.execute(
@@ -308,6 +367,35 @@ class MerkleLog:
         if second > self.size():
             raise LedgerError(f"the log has {self.size()} leaves, not {second}")
         return [h.hex() for h in consistency_path(first, second, self._subtree)]
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint (C2SP signed note), its signature checked."""
+        _, _, note = self._latest_checkpoint()
+        self._open(note, "the latest checkpoint")
+        return note
+
+    def check_receipt(self, receipt: Receipt) -> Checkpoint:
+        """Check a receipt saved earlier against the log as it is now: the record's signature,
+        its inclusion under the receipt's checkpoint (signed by this log's key), and that the
+        receipt's tree is a prefix of today's (RFC 9162 consistency proof). Returns the current
+        checkpoint; raises :class:`InvalidProofError` naming the first fault."""
+        proof = receipt.log
+        if not isinstance(proof, LogProof):
+            raise InvalidProofError("the receipt carries a Fabric proof, not a Merkle log proof")
+        record = check_log_proof(proof, self._public, origin=self.origin)
+        if record != receipt.record:
+            raise InvalidProofError(
+                f"the receipt's record fields differ from the signed leaf of {record.record_id}"
+            )
+        old = open_log_checkpoint(proof.checkpoint, self._public, origin=self.origin)
+        new = self._open(self.checkpoint(), "the latest checkpoint")
+        path = (
+            consistency_path(old.tree_size, new.tree_size, self._subtree)
+            if 0 < old.tree_size < new.tree_size
+            else []
+        )
+        check_consistency(old, new, path)
+        return new
 
     # -- audit ------------------------------------------------------------------------------------
     def audit(
@@ -437,6 +525,64 @@ class MerkleLog:
                 f"checkpoint at size {size}: signed root {cp.root_hash.hex()} "
                 f"(stored {stored_root.hex()}) != root recomputed from the leaves {root.hex()}"
             )
+
+    # -- the largest checkpoint signed (rollbacks) -----------------------------------------------
+    def _open(self, note: str, what: str) -> Checkpoint:
+        try:
+            return open_log_checkpoint(note, self._public, origin=self.origin)
+        except InvalidProofError as exc:
+            raise LedgerIntegrityError(f"ledger integrity failure: {what}: {exc}") from None
+
+    def _check_head(self) -> None:
+        """Refuse a log smaller than the largest checkpoint this node signed, or whose first
+        leaves no longer hash to that checkpoint's root; remember a larger one."""
+        try:
+            text = self.head_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = None
+        row = self._db.execute(
+            "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        latest, note = (row[0], row[1]) if row else (0, None)
+        if text is None and note is not None:  # a home made before ledger.head, or it was lost
+            text = note
+        if text is not None:
+            head = self._open(text, str(self.head_path))
+            size = min(latest, self.size())
+            if size < head.tree_size:
+                raise LedgerIntegrityError(
+                    f"ledger integrity failure: the log has {size} records, but this node "
+                    f"signed a checkpoint for {head.tree_size} ({self.head_path}): records were "
+                    "removed (a rollback); restore ledger.db from a backup (README: Backing up a "
+                    "home)"
+                )
+            if head.tree_size and self._subtree(0, head.tree_size) != head.root_hash:
+                raise LedgerIntegrityError(
+                    f"ledger integrity failure: the log's first {head.tree_size} records no "
+                    f"longer hash to the root this node signed ({self.head_path}): they were "
+                    "rewritten; restore ledger.db from a backup (README: Backing up a home)"
+                )
+            if latest <= head.tree_size and self.head_path.exists():
+                return
+        if note is not None:
+            try:
+                with exclusive_lock(self._head_lock):
+                    self._remember(latest, note)
+            except OSError:  # a read-only home: checked, but nothing new to remember in it
+                pass
+
+    def _remember(self, size: int, note: str) -> None:
+        """Keep ``note`` as the largest checkpoint signed, unless a larger one is kept (called
+        under the head lock, after the commit: a crash in between only forgets)."""
+        try:
+            kept = int(self.head_path.read_text(encoding="utf-8").split("\n")[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            kept = -1
+        if size > kept:
+            try:
+                write_atomic(self.head_path, note.encode("utf-8"))
+            except OSError:  # the append is committed; the next open catches the head up
+                pass
 
     # -- internals --------------------------------------------------------------------------------
     def _node(self, level: int, idx: int) -> bytes:

@@ -1,7 +1,10 @@
 """Storage on a Kubo (go-ipfs) node through its RPC API (https://docs.ipfs.tech/reference/kubo/rpc/).
 
 ``add`` runs with ``cid-version=1&raw-leaves=true&chunker=size-262144&pin=true`` — the same
-profile as the embedded blockstore, so both give identical CIDs. Every call has a timeout:
+profile as the embedded blockstore, so both give identical CIDs. Reads trust nothing the node
+says: ``get`` fetches the DAG as a CAR (``dag/export``), checks every block against its CID
+and reassembles the file locally, so altered bytes are an error, not content. Every call has a
+timeout:
 Kubo waits forever for content that no connected peer has, so ``get`` gives up after
 ``fetch_timeout`` seconds with :class:`ContentNotFoundError`. A daemon that is down, or an
 error Kubo reports, is a :class:`StorageError` that says which.
@@ -14,7 +17,8 @@ from typing import Any
 import httpx
 
 from . import ContentNotFoundError, StorageError
-from .unixfs import parse_cid
+from .car import InvalidCarError, read_car
+from .unixfs import InvalidBlockError, cid_text, file_content, parse_cid
 
 __all__ = ["KuboStorage", "KuboTimeoutError"]
 
@@ -56,13 +60,21 @@ class KuboStorage:
         return str(reply.json()["Hash"])
 
     def get(self, cid: str) -> bytes:
-        parse_cid(cid)
+        root = parse_cid(cid)
         try:
-            return self._call("cat", params={"arg": cid}, timeout=self._fetch_timeout).content
-        except KuboTimeoutError:
-            raise ContentNotFoundError(
-                f"{cid}: not found within {self._fetch_timeout:.0f} s (no connected peer has it)"
-            ) from None
+            car = read_car(self.export_car(cid))
+        except InvalidCarError as exc:
+            raise StorageError(f"Kubo returned blocks that do not check for {cid}: {exc}") from None
+
+        def block(wanted: bytes) -> bytes:
+            if wanted not in car.blocks:
+                raise StorageError(f"Kubo's export of {cid} lacks block {cid_text(wanted)}")
+            return car.blocks[wanted]
+
+        try:
+            return file_content(root, block)
+        except InvalidBlockError as exc:
+            raise StorageError(f"Kubo returned an invalid DAG for {cid}: {exc}") from None
 
     def has(self, cid: str) -> bool:
         parse_cid(cid)
@@ -87,7 +99,9 @@ class KuboStorage:
                 "dag/export", params={"arg": cid}, timeout=self._fetch_timeout
             ).content
         except KuboTimeoutError:
-            raise ContentNotFoundError(f"{cid}: not found in time for export") from None
+            raise ContentNotFoundError(
+                f"{cid}: not found within {self._fetch_timeout:.0f} s (no connected peer has it)"
+            ) from None
 
     # -- RPC --------------------------------------------------------------------------------------
     def _call(self, command: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
