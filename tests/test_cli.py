@@ -342,3 +342,39 @@ def test_help_version_history_get_and_audit_import_no_heavy_library(home, photo_
         last = done.stdout.strip().splitlines()[-1]
         assert last == "HEAVY=[]", (args, last, done.stderr[-500:])
     assert (home / "got.jpg").read_bytes() == Node(home).get(receipt.record.cid)
+
+
+def test_every_rejected_registration_leaves_the_home_and_the_output_folder_as_they_were(
+    home, photo_file, tmp_path
+):
+    out = tmp_path / "out"
+    first = run("--home", str(home), "register", str(photo_file("coffee")), "--owner", "alice",
+                "--out", str(out))  # fmt: skip
+    assert first.exit_code == 0
+    big = tmp_path / "big.png"
+    big.write_bytes(photo_file("chelsea").read_bytes())
+    cases = {
+        "duplicate": ([str(photo_file("coffee")), "--owner", "bob"], "already registered"),
+        "unknown parent": (
+            [str(photo_file("rocket")), "--owner", "bob", "--parent", "0123456789abcdef"],
+            "0123456789abcdef",
+        ),
+        "oversize file": ([str(big), "--owner", "bob"], "limit 2,000"),
+        "a batch with one bad input": (
+            [str(photo_file("astronaut")), str(tmp_path / "missing.png"), "--owner", "bob"],
+            "missing.png",
+        ),
+    }
+    for name, (args, needle) in cases.items():
+        if name != "oversize file":
+            (home / "config.toml").write_text("")
+        else:
+            (home / "config.toml").write_text("[limits]\nmax_file_bytes = 2000\n")
+        before, before_out = tree_snapshot(home), tree_snapshot(out)
+        result = run("--home", str(home), "register", *args, "--out", str(out))
+        assert result.exit_code == 1, (name, result.output)
+        assert needle in result.stderr, (name, result.stderr)
+        assert tree_snapshot(home) == before, name
+        assert tree_snapshot(out) == before_out, name
+    bad_owner = run("--home", str(home), "register", str(photo_file("rocket")), "--owner", "-x")
+    assert bad_owner.exit_code == 2 and tree_snapshot(out) == before_out

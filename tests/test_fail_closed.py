@@ -3,6 +3,7 @@ verdict, only a clear error naming the record that was found."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -236,3 +237,25 @@ def test_a_derived_index_overwritten_with_an_unrelated_hash_decides_nothing(home
         assert verdict.verdict == "unknown" and verdict.record_id is None
     repaired = np.fromfile(home / "index" / "pdq.code", dtype=np.uint8).reshape(-1, 32)
     assert bytes(repaired[row]).hex() == first.record.pdq  # rebuilt from the ledger
+
+
+def test_audit_checks_the_pdq_index_against_the_ledger_and_rebuilds_it(home, two, photos):
+    first, _ = two
+    with Node(home) as node:
+        node.verify(photos["rocket"])  # builds the index
+    result = _cli(home, "--json", "audit")
+    assert result.exit_code == 0 and json.loads(result.stdout)["indexes_rebuilt"] == []
+    ids = np.fromfile(home / "index" / "pdq.record", dtype=np.uint64)
+    row = int(np.flatnonzero(ids == int(first.record.record_id, 16))[0])
+    codes = np.fromfile(home / "index" / "pdq.code", dtype=np.uint8).reshape(-1, 32)
+    codes[row, 0] ^= 0xFF
+    codes.tofile(home / "index" / "pdq.code")
+    result = _cli(home, "--json", "audit")
+    assert result.exit_code == 0, result.output  # derived data: repaired, not a ledger fault
+    (why,) = json.loads(result.stdout)["indexes_rebuilt"]
+    record_id = first.record.record_id
+    assert why == f"pdq: row {row} (record {record_id}) holds another PDQ hash than the record"
+    repaired = np.fromfile(home / "index" / "pdq.code", dtype=np.uint8).reshape(-1, 32)
+    assert bytes(repaired[row]).hex() == first.record.pdq
+    text = _cli(home, "audit")
+    assert text.exit_code == 0 and "rebuilt" not in text.stdout  # nothing left to repair

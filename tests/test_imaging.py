@@ -36,6 +36,11 @@ def test_exif_orientation_is_applied(photo):
     Image.fromarray(photo).save(out, "JPEG", exif=exif, quality=95)
     decoded = decode_image(out.getvalue())
     assert decoded.pixels.shape == (photo.shape[1], photo.shape[0], 3)
+    # The direction, not only the shape: orientation 6 displays the stored pixels turned 90
+    # degrees clockwise, np.rot90(photo, -1); the other way round differs far beyond JPEG noise.
+    clockwise = np.rot90(photo, -1).astype(np.int16)
+    assert np.abs(decoded.pixels.astype(np.int16) - clockwise).mean() < 3
+    assert np.abs(decoded.pixels.astype(np.int16) - np.rot90(photo, 1)).mean() > 20
 
 
 def test_greyscale_and_alpha_become_rgb(photo):

@@ -8,7 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
-from blockimage.storage import ContentNotFoundError, Storage, StorageError
+from blockimage.config import Settings
+from blockimage.storage import ContentNotFoundError, Storage, StorageError, open_storage
 from blockimage.storage.car import read_car, write_car
 from blockimage.storage.kubo import KuboStorage
 from blockimage.storage.local import LocalBlockstore
@@ -110,3 +111,13 @@ def test_kubo_reads_are_checked_block_by_block(tmp_path, lie):
         client.get(cid)
     served = write_car(list(car.roots), car.blocks.items())  # the honest answer passes
     assert client.get(cid) == data
+
+
+def test_kubo_gives_up_on_missing_content_after_20_seconds_by_default(tmp_path):
+    """README: content no connected peer has is reported as not found after 20 s (Kubo itself
+    would wait forever); the value the node configures, not a wall-clock measurement."""
+    settings = Settings(home=tmp_path, storage="kubo", kubo_api="http://127.0.0.1:9")
+    client = open_storage(settings)
+    assert isinstance(client, KuboStorage)
+    assert client._fetch_timeout == 20.0 and client._has_timeout <= 3.0
+    client.close()

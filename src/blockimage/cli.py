@@ -748,6 +748,10 @@ def audit(ctx: click.Context, start: int, home: Path | None, as_json: bool | Non
                 f"ok: {report.records_checked} records, {report.checkpoints_checked} "
                 f"checkpoints, {report.cids_checked} stored images verified"
             )
+            for why in report.indexes_rebuilt:
+                click.echo(
+                    f"note: a derived index disagreed with the ledger and was rebuilt ({why})"
+                )
             if report.unreferenced_files:
                 click.echo(
                     f"note: {report.unreferenced_files} file(s) in blocks/ belong to no record "

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .ledger.checkpoint import Checkpoint
     from .ledger.log import MerkleLog
     from .matchers import Matcher
+    from .matchers.pdq import PdqIndex, PdqIndexAudit
     from .registration import Registrar
     from .verification import Evidence, Verifier
 
@@ -261,8 +262,43 @@ class Node:
             self.progress(f"audit: ledger {done:,} of {total:,} records")
 
         report = self.ledger.audit(start, ledger_progress)
+        pdq = self._pdq_audit() if start == 0 else None
+        try:
+            cids = self._audit_storage(start, report.tree_size, pdq)
+            rebuilt: tuple[str, ...] = ()
+            fault = pdq[1].finish() if pdq is not None else None
+            if pdq is not None and fault is not None:
+                # Derived data: rebuilt from the checked ledger; a note, not a failure.
+                self.progress(
+                    f"audit: the PDQ index disagrees with the ledger ({fault}): rebuilding"
+                )
+                pdq[0].rebuild(self.ledger, self.progress)
+                rebuilt = (f"pdq: {fault}",)
+        finally:
+            if pdq is not None:
+                pdq[0].close()
+        leftovers = None
+        if start == 0 and hasattr(self.storage, "unreferenced"):
+            leftovers = len(self.garbage())
+        return AuditReport(
+            tree_size=report.tree_size,
+            root_hash=report.root_hash,
+            checkpoints_checked=report.checkpoints_checked,
+            records_checked=report.records_checked,
+            cids_checked=cids,
+            unreferenced_files=leftovers,
+            indexes_rebuilt=rebuilt,
+        )
+
+    def _audit_storage(
+        self, start: int, total: int, pdq: tuple[PdqIndex, PdqIndexAudit] | None
+    ) -> int:
+        """Check that every record's CID from leaf ``start`` is stored and hashes right (and
+        feed the PDQ index check); return how many were checked."""
         cids = 0
         for index, record in self.ledger.records(start):
+            if pdq is not None:
+                pdq[1].add(index, record)
             try:
                 data = self.storage.get(record.cid)
             except StorageError as exc:
@@ -275,18 +311,19 @@ class Node:
                 )
             cids += 1
             if cids % 10_000 == 0:
-                self.progress(f"audit: stored images {index + 1:,} of {report.tree_size:,}")
-        leftovers = None
-        if start == 0 and hasattr(self.storage, "unreferenced"):
-            leftovers = len(self.garbage())
-        return AuditReport(
-            tree_size=report.tree_size,
-            root_hash=report.root_hash,
-            checkpoints_checked=report.checkpoints_checked,
-            records_checked=report.records_checked,
-            cids_checked=cids,
-            unreferenced_files=leftovers,
-        )
+                self.progress(f"audit: stored images {index + 1:,} of {total:,}")
+        return cids
+
+    def _pdq_audit(self) -> tuple[PdqIndex, PdqIndexAudit] | None:
+        """The PDQ index and a checker the audit feeds, if the home has the index. (The
+        keypoint and embedding indexes are derived from the images; they only propose
+        candidates that the pixels and the checked record must confirm.)"""
+        if not (self.home / "index" / "pdq.record").exists():
+            return None
+        from .matchers.pdq import PdqIndex, PdqIndexAudit
+
+        index = PdqIndex(self.home / "index")
+        return index, PdqIndexAudit(index)
 
     def garbage(self) -> list[Path]:
         """Files of the embedded blockstore that no record uses: blocks of registrations

@@ -70,6 +70,7 @@ class AuditReport:
     records_checked: int
     cids_checked: int = 0
     unreferenced_files: int | None = None  # in the embedded blockstore, on a full audit
+    indexes_rebuilt: tuple[str, ...] = ()  # derived indexes that disagreed with the ledger: why
 
 
 @runtime_checkable

@@ -34,18 +34,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ..analysis.classifier import Prediction, load_classifier
-from ..analysis.embedding import Embedding, embed_features
 from ..fingerprint import file_sha256, pdq_hash, pixel_sha256
-from ..keypoints import Signature, signature
 from ..ledger import Ledger
 from ..records import MatchedBy, Record, Similarity
 from ..storage import Storage
-from ..watermark import Extraction, extract_details
+
+if TYPE_CHECKING:  # OpenCV, ONNX Runtime and PyWavelets load on first use (the light CLI
+    # commands, `audit` among them, check the PDQ index without them)
+    from ..analysis.classifier import Prediction
+    from ..analysis.embedding import Embedding
+    from ..keypoints import Signature
+    from ..watermark import Extraction
 
 __all__ = [
     "Candidate",
@@ -107,21 +110,29 @@ class Suspect:
     @cached_property
     def mark(self) -> Extraction:
         """The keyed watermark read from the pixels (payload None if there is none)."""
+        from ..watermark import extract_details
+
         return extract_details(self.pixels, self._watermark_key)
 
     @cached_property
     def keypoints(self) -> Signature:
+        from ..keypoints import signature
+
         return signature(self.pixels)
 
     @cached_property
     def prediction(self) -> Prediction:
         """The default backbone's output: content tags, the embedding and the blind tamper
         score all come from this one run."""
+        from ..analysis.classifier import load_classifier
+
         return load_classifier().predict(self.pixels)
 
     @cached_property
     def embedding(self) -> Embedding:
         """The global embedding (:mod:`blockimage.analysis.embedding`)."""
+        from ..analysis.embedding import embed_features
+
         return embed_features(self.prediction.features)
 
     def marked_with(self, record_id: str) -> bool:

@@ -29,7 +29,7 @@ from ..records import Record
 from . import Candidate, Matcher, Strength, Suspect, open_index_db
 from ._columns import ColumnFiles, IndexDamagedError, faiss
 
-__all__ = ["PdqIndex", "PdqMatch", "PdqMatcher"]
+__all__ = ["PdqIndex", "PdqIndexAudit", "PdqMatch", "PdqMatcher"]
 
 _MAX_CANDIDATES = 3  # each costs a fetch and a comparison of the stored original
 _BATCH = 20_000  # ledger records read per append while catching up
@@ -96,10 +96,15 @@ class PdqIndex:
         self._files.reset()
         self.sync(ledger, progress)
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """The indexed rows: ``code`` (N x 32 uint8) and ``record`` (N x 1 uint64 ids), in
+        ledger order; :class:`IndexDamagedError` if the files are damaged."""
+        return self._files.view()
+
     def nearest(self, pdq_hex: str, *, max_distance: int, k: int) -> list[PdqMatch]:
         """At most ``k`` indexed records within ``max_distance`` bits of ``pdq_hex``, closest
         first. Raises :class:`IndexDamagedError` if the files are damaged."""
-        columns = self._files.view()
+        columns = self.columns()
         codes = columns["code"]
         if len(codes) == 0:
             return []
@@ -111,6 +116,42 @@ class PdqIndex:
             for distance, row in zip(distances[0], rows[0], strict=True)
             if row >= 0 and distance <= max_distance
         ]
+
+
+class PdqIndexAudit:
+    """Compares a PDQ index with the ledger's records as an audit streams them (from leaf 0):
+    the rows follow the ledger's order, one per record of PDQ quality >= PDQ_MIN_QUALITY, up to
+    the leaves the index has looked at. ``fault`` is the first disagreement, else None."""
+
+    def __init__(self, index: PdqIndex) -> None:
+        self.fault: str | None = None
+        self._row = 0
+        try:
+            self._leaves, self._rows = index.state()
+            columns = index.columns()
+            self._codes, self._ids = columns["code"], columns["record"]
+        except IndexDamagedError as exc:
+            self.fault, self._leaves, self._rows = str(exc), 0, 0
+
+    def add(self, leaf_index: int, record: Record) -> None:
+        if self.fault or leaf_index >= self._leaves or record.pdq_quality < PDQ_MIN_QUALITY:
+            return
+        row = self._row
+        if row >= self._rows:
+            self.fault = f"row {row} (record {record.record_id}) is missing"
+        elif int(self._ids[row, 0]) != int(record.record_id, 16):
+            named = f"{int(self._ids[row, 0]):016x}"
+            self.fault = f"row {row} names record {named}, the ledger {record.record_id}"
+        elif self._codes[row].tobytes().hex() != record.pdq:
+            self.fault = (
+                f"row {row} (record {record.record_id}) holds another PDQ hash than the record"
+            )
+        self._row += 1
+
+    def finish(self) -> str | None:
+        if self.fault is None and self._row != self._rows:
+            self.fault = f"{self._rows - self._row} row(s) past the ledger's records"
+        return self.fault
 
 
 class PdqMatcher(Matcher):
