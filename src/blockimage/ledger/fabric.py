@@ -212,10 +212,23 @@ class FabricLedger:
     def proof(self, record_id: str) -> FabricProof:
         """The transaction that wrote the record, checked against the block on the peer."""
         leaf = self._evaluate("GetRecord", record_id)
+        return self._transaction_proof(self._write_tx(record_id), record_id, leaf)
+
+    def _write_tx(self, record_id: str) -> str:
+        """The id of the transaction that wrote the record."""
         history = json.loads(self._evaluate("GetHistory", record_id))
         if not history["writes"]:
             raise LedgerError(f"record {record_id} has no write in its key history")
-        return self._transaction_proof(history["writes"][0]["tx_id"], record_id, leaf)
+        return str(history["writes"][0]["tx_id"])
+
+    def _position(self, record_id: str) -> tuple[int, int]:
+        """(block number, position in the block) of the transaction that wrote the record:
+        the channel's own order (``created_at`` has one-second steps)."""
+        tx_id = self._write_tx(record_id)
+        found = find_transaction(
+            self._gateway.block_by_tx_id(tx_id), tx_id, self.settings.chaincode
+        )
+        return found.block_number, found.position
 
     def receipt(self, record_id: str) -> Receipt:
         """The record as the block wrote it, its owner signature checked: on Fabric the
@@ -260,8 +273,9 @@ class FabricLedger:
                 if event.get("kind") == "derivation":
                     family.append(self.get(event["child"]))
                     queue.append(event["child"])
-        # created_at is the transaction's time (the chaincode enforces it): commit-time order.
-        ordered = [family[0]] + sorted(family[1:], key=lambda r: (r.created_at, r.record_id))
+        # Log order: the position of each writing transaction on the channel (a block fetch
+        # per derivative; a record without derivatives needs none).
+        ordered = [family[0]] + sorted(family[1:], key=lambda r: self._position(r.record_id))
         return [_signed(r, r.record_id) for r in ordered]
 
     def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:
