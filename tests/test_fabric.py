@@ -3,6 +3,7 @@ and a node registering and verifying images on a Fabric ledger (scripts/fabric-n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fabric_protos.common import common_pb2
 from PIL import Image
 from tests.conftest import ROOT, FabricNetwork, jpeg_bytes
 from tests.test_ledger_contract import OWNER, fresh
@@ -35,7 +37,9 @@ from blockimage.ledger.gateway import (
     CommitError,
     EndorsementError,
     Gateway,
+    GatewayError,
     GatewayUnavailableError,
+    find_transaction,
 )
 from blockimage.records import FabricProof, canonical_json, sign_record
 
@@ -280,6 +284,23 @@ def test_a_receipt_that_does_not_match_the_block_fails_the_check(ledger, monkeyp
     monkeypatch.setattr(ledger, "_evaluate", forged)
     with pytest.raises(AuditFailure, match="did not write these bytes"):
         ledger.proof(record.record_id)
+
+
+def test_the_block_data_hash_is_recomputed_from_the_block(ledger):
+    """The proof's block_data_hash is the header's; the check recomputes it from the block's
+    envelopes (Fabric's ComputeBlockDataHash), so a peer that edits a transaction is caught."""
+    record = fresh()
+    proof = ledger.append(record)
+    block = ledger._gateway.block_by_tx_id(proof.tx_id)
+    assert hashlib.sha256(b"".join(block.data.data)).hexdigest() == proof.block_data_hash
+    edited = common_pb2.Block()
+    edited.CopyFrom(block)
+    envelope = bytearray(edited.data.data[0])
+    envelope[-1] ^= 1
+    edited.data.data[0] = bytes(envelope)
+    with pytest.raises(GatewayError, match="not to the header's data hash"):
+        find_transaction(edited, proof.tx_id, ledger.settings.chaincode)
+    assert find_transaction(block, proof.tx_id, ledger.settings.chaincode).position >= 0
 
 
 # -- the peer CLI and the package -----------------------------------------------------------------

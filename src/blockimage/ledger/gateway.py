@@ -334,8 +334,23 @@ def _chaincode_action(payload_bytes: bytes) -> proposal_pb2.ChaincodeAction:
     return proposal_pb2.ChaincodeAction.FromString(response_payload.extension)
 
 
+def block_data_hash(block: common_pb2.Block) -> bytes:
+    """SHA-256 of the block's envelopes, concatenated (Fabric's block data hash)."""
+    return hashlib.sha256(b"".join(block.data.data)).digest()
+
+
 def find_transaction(block: common_pb2.Block, tx_id: str, namespace: str) -> TransactionInBlock:
-    """Locate ``tx_id`` in ``block``: its position, validation code and the keys it wrote."""
+    """Locate ``tx_id`` in ``block``: its position, validation code and the keys it wrote.
+
+    The block's transactions must hash to its header's data hash (SHA-256 of the concatenated
+    envelopes, as Fabric's ``protoutil.ComputeBlockDataHash``), the value the orderer signed
+    into the chain: a peer cannot change a transaction without changing it."""
+    data_hash = block_data_hash(block)
+    if data_hash != block.header.data_hash:
+        raise GatewayError(
+            f"block {block.header.number}: its transactions hash to {data_hash.hex()}, "
+            f"not to the header's data hash {block.header.data_hash.hex()}"
+        )
     flags = block.metadata.metadata[common_pb2.TRANSACTIONS_FILTER]
     for position, envelope_bytes in enumerate(block.data.data):
         envelope = common_pb2.Envelope.FromString(envelope_bytes)
