@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fabric_protos.common import common_pb2
 from PIL import Image
 from tests.conftest import ROOT, FabricNetwork, jpeg_bytes
@@ -221,33 +220,6 @@ def test_a_write_conflict_is_retried_and_the_same_record_commits_once(fabric):
 
 
 # -- events: transfers and notes, signed by the current owner ------------------------------------
-def test_transfers_need_the_current_owner_signature(ledger):
-    record = fresh()
-    ledger.append(record)
-    bob, carol = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    bob_key = bob.public_key().public_bytes_raw().hex()
-    with pytest.raises(LedgerError, match="not signed by its current owner"):
-        ledger.add_event(record.record_id, "transfer", bob, to="bob", to_key=bob_key)
-    done = ledger.add_event(record.record_id, "transfer", OWNER, to="bob", to_key=bob_key)
-    assert done["record_id"] == record.record_id and len(done["tx_id"]) == 64
-    with pytest.raises(LedgerError, match="not signed by its current owner"):
-        ledger.add_event(record.record_id, "note", OWNER, note="still mine?")  # not any more
-    ledger.add_event(record.record_id, "note", bob, note="sold at auction")
-    with pytest.raises(LedgerError, match="not signed by its current owner"):
-        ledger.add_event(record.record_id, "note", carol, note="mine now")
-    with pytest.raises(LedgerError, match="not one of transfer, note"):
-        ledger.add_event(record.record_id, "delete", bob)
-    with pytest.raises(RecordNotFoundError):
-        ledger.add_event("00000000000000ff", "note", bob, note="x")
-    events = ledger.events(record.record_id)
-    assert sorted(e["kind"] for e in events) == ["note", "transfer"]
-    transfer = next(e for e in events if e["kind"] == "transfer")
-    assert transfer["to_key"] == bob_key and transfer["tx_id"] == done["tx_id"]
-    # The stored event still verifies: the signature covers it without at, tx_id, signature.
-    signed = {k: v for k, v in transfer.items() if k not in ("at", "tx_id", "signature")}
-    OWNER.public_key().verify(bytes.fromhex(transfer["signature"]), canonical_json(signed))
-
-
 # -- errors ---------------------------------------------------------------------------------------
 def test_a_network_that_is_down_gives_a_clear_error_quickly(fabric):
     with socket.socket() as s:

@@ -15,10 +15,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.test_records import make_record
 
 from blockimage.errors import DuplicateContentError
-from blockimage.ledger import DuplicateRecordError, Ledger, RecordNotFoundError
+from blockimage.ledger import DuplicateRecordError, Ledger, LedgerError, RecordNotFoundError
 from blockimage.ledger.log import MerkleLog
 from blockimage.ledger.merkle import leaf_hash, verify_inclusion
-from blockimage.records import FabricProof, InvalidRecordSignatureError, LogProof, sign_record
+from blockimage.records import (
+    FabricProof,
+    InvalidRecordSignatureError,
+    LogProof,
+    canonical_json,
+    sign_record,
+)
 
 OWNER = Ed25519PrivateKey.generate()
 
@@ -178,3 +184,32 @@ def test_audit_passes_and_counts_every_record(ledger):
     report = ledger.audit()
     assert report.records_checked == ledger.size() >= 2
     assert len(report.root_hash) == 64
+
+
+def test_transfers_and_notes_need_the_current_owner_signature(ledger):
+    record = fresh()
+    ledger.append(record)
+    bob, carol = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    bob_key = bob.public_key().public_bytes_raw().hex()
+    with pytest.raises(LedgerError, match="not signed by its current owner"):
+        ledger.add_event(record.record_id, "transfer", bob, to="bob", to_key=bob_key)
+    done = ledger.add_event(record.record_id, "transfer", OWNER, to="bob", to_key=bob_key)
+    assert done["record_id"] == record.record_id and done["at"]
+    with pytest.raises(LedgerError, match="not signed by its current owner"):
+        ledger.add_event(record.record_id, "note", OWNER, note="still mine?")  # not any more
+    ledger.add_event(record.record_id, "note", bob, note="sold at auction")
+    with pytest.raises(LedgerError, match="not signed by its current owner"):
+        ledger.add_event(record.record_id, "note", carol, note="mine now")
+    with pytest.raises(LedgerError, match="not one of transfer, note"):
+        ledger.add_event(record.record_id, "delete", bob)
+    with pytest.raises(RecordNotFoundError):
+        ledger.add_event("00000000000000ff", "note", bob, note="x")
+    events = ledger.events(record.record_id)
+    assert [e["kind"] for e in events] == ["transfer", "note"]  # log order
+    assert events[0]["to_key"] == bob_key and events[1]["note"] == "sold at auction"
+    # The stored event still verifies: the signature covers it without what the ledger added.
+    signed = {
+        k: v for k, v in events[0].items() if k not in ("at", "tx_id", "leaf_index", "signature")
+    }
+    OWNER.public_key().verify(bytes.fromhex(events[0]["signature"]), canonical_json(signed))
+    assert ledger.history(record.record_id) == [record]  # events are not records

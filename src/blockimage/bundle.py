@@ -7,13 +7,16 @@ The CAR's single root is a dag-cbor *evidence block*::
      "leaf": <the exact signed record bytes hashed as the Merkle leaf>,
      "proof": {"leaf_index": n, "tree_size": n, "inclusion_path": [bytes, ...]},
      "checkpoint": "<signed tree head (C2SP signed note)>",
-     "log": {"origin": "...", "public_key": <32 bytes, Ed25519>}}
+     "log": {"origin": "...", "public_key": <32 bytes, Ed25519>},
+     "events": [{"leaf": <event bytes>, "leaf_index": n, "inclusion_path": [bytes, ...]}, ...]}
 
 followed by every block of the image. Because the evidence block links the image,
 ``ipfs dag import bundle.car`` stores and pins the whole bundle. :func:`verify_bundle` checks,
 in order: every block against its CID; the record's owner signature; the inclusion proof
 against the checkpoint root; the checkpoint signature by the log key; the image bytes against
-the record's CID and SHA-256; and that the log's origin names its key. A bundle carries its
+the record's CID and SHA-256; that the log's origin names its key; and each event (transfer,
+note) about the record: its inclusion under the same checkpoint, its signature, and that its
+signer owned the record then. A bundle carries its
 own log key, so a forger can sign one with a key of their own: only a key the checker pinned
 (:meth:`BundleReport.signed_by`: ``verify-bundle --log-key``, or ``[trust] logs`` in
 config.toml) makes the evidence trusted.
@@ -23,16 +26,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import dag_cbor
 from multiformats import CID
 
 from .errors import BlockImageError
+from .ledger.events import InvalidEventError, current_owner_key, parse_event_leaf
 from .ledger.proofs import (
     InvalidProofError,
+    check_inclusion,
     check_log_proof,
     log_origin,
     note_verifier_key,
@@ -59,6 +64,7 @@ class BundleReport:
     root_hash: str
     log_origin: str
     log_public_key: str
+    events: tuple[dict[str, Any], ...] = ()
 
     @property
     def log_key(self) -> str:
@@ -82,8 +88,16 @@ def _field(doc: dict[str, Any], key: str, kind: type[T]) -> T:
     return value
 
 
-def make_bundle(log: LogProof, image_car: bytes, *, origin: str, log_public_key: bytes) -> bytes:
-    """The evidence CAR for a record: its log proof and the image's blocks (from a CAR)."""
+def make_bundle(
+    log: LogProof,
+    image_car: bytes,
+    *,
+    origin: str,
+    log_public_key: bytes,
+    events: Sequence[LogProof] = (),
+) -> bytes:
+    """The evidence CAR for a record: its log proof, its events' proofs (against the same
+    checkpoint) and the image's blocks (from a CAR)."""
     image = read_car(image_car)
     if len(image.roots) != 1:
         raise ValueError("the image CAR must have exactly one root")
@@ -99,6 +113,14 @@ def make_bundle(log: LogProof, image_car: bytes, *, origin: str, log_public_key:
             },
             "checkpoint": log.checkpoint,
             "log": {"origin": origin, "public_key": log_public_key},
+            "events": [
+                {
+                    "leaf": e.leaf,
+                    "leaf_index": e.leaf_index,
+                    "inclusion_path": [bytes.fromhex(h) for h in e.inclusion_path],
+                }
+                for e in events
+            ],
         }
     )
     root = block_cid(evidence, DAG_CBOR)
@@ -156,6 +178,7 @@ def _verify_bundle(data: bytes) -> BundleReport:
         record = check_log_proof(log_proof, public_key, origin=origin)
     except InvalidProofError as exc:
         raise InvalidBundleError(str(exc)) from None
+    events = _checked_events(doc.get("events", []), record, log_proof, public_key, origin)
     if cid_text(image_root) != record.cid:
         raise InvalidBundleError(
             f"the bundle's image is {cid_text(image_root)}, the record names {record.cid}"
@@ -175,7 +198,42 @@ def _verify_bundle(data: bytes) -> BundleReport:
         raise InvalidBundleError(
             f"image bytes have SHA-256 {digest}, the record says {record.sha256_file}"
         )
-    return BundleReport(record, len(content), size, log_proof.root_hash, origin, public_key.hex())
+    return BundleReport(
+        record, len(content), size, log_proof.root_hash, origin, public_key.hex(), events
+    )
+
+
+def _checked_events(
+    entries: Any, record: Record, log: LogProof, public_key: bytes, origin: str
+) -> tuple[dict[str, Any], ...]:
+    """The bundle's events, each included under the record's checkpoint, signed, about this
+    record and signed by its owner at that point; in log order."""
+    if not isinstance(entries, list):
+        raise InvalidBundleError("the evidence block's 'events' is not a list")
+    checked: list[dict[str, Any]] = []
+    last = log.leaf_index
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise InvalidBundleError("an event entry is not a map")
+        leaf, index = _field(entry, "leaf", bytes), _field(entry, "leaf_index", int)
+        path = [p for p in _field(entry, "inclusion_path", list) if isinstance(p, bytes)]
+        if index <= last:
+            raise InvalidBundleError(f"event at leaf {index} is out of log order")
+        proof = replace(
+            log, leaf_index=index, leaf=leaf, inclusion_path=tuple(p.hex() for p in path)
+        )
+        try:
+            check_inclusion(proof, public_key, origin=origin)
+            event = parse_event_leaf(leaf)
+        except (InvalidProofError, InvalidEventError) as exc:
+            raise InvalidBundleError(f"event at leaf {index}: {exc}") from None
+        if event["record_id"] != record.record_id:
+            raise InvalidBundleError(f"event at leaf {index} is about another record")
+        if event["signer_key"] != current_owner_key(record, checked):
+            raise InvalidBundleError(f"event at leaf {index}: its signer did not own the record")
+        checked.append({**event, "leaf_index": index})
+        last = index
+    return tuple(checked)
 
 
 def _signed_root(note: str) -> str:

@@ -459,15 +459,70 @@ def models_import(
 @_common
 @click.pass_context
 def history(ctx: click.Context, record_id: str, home: Path | None, as_json: bool | None) -> None:
-    """The record RECORD_ID and every later event about it (derivatives)."""
+    """The record RECORD_ID and every later event about it: derivatives (in log order), each
+    followed by its transfers and notes (in log order). Everything listed is checked."""
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
         records = node.history(record_id)
+        events = {r.record_id: node.events(r.record_id) for r in records}
         if as_json:
-            _print_json([r.to_dict() for r in records])
+            _print_json([{**r.to_dict(), "events": events[r.record_id]} for r in records])
         else:
             for rec in records:
                 _print_record_line(rec)
+                for event in events[rec.record_id]:
+                    click.echo(f"    {_event_line(event)}")
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    when = event.get("at") or "?"
+    if event["kind"] == "transfer":
+        return f"{when}  transfer to {event['to']} (key {event['to_key'][:16]}…)"
+    return f"{when}  note: {event['note']}"
+
+
+# -- transfer / note ------------------------------------------------------------------------------
+@cli.command()
+@click.argument("record_id", type=RecordId())
+@click.option("--to", "to", type=OwnerName(), required=True, help="The new owner's name.")
+@click.option(
+    "--to-key",
+    default=None,
+    metavar="HEX",
+    help="The new owner's Ed25519 public key (64 hex digits); default: the key this home "
+    "holds for that owner (made if missing).",
+)
+@_common
+@click.pass_context
+def transfer(
+    ctx: click.Context,
+    record_id: str,
+    to: str,
+    to_key: str | None,
+    home: Path | None,
+    as_json: bool | None,
+) -> None:
+    """Move RECORD_ID to a new owner: a signed event by the current owner (whose key must be in
+    this home), on the ledger for anyone to check."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        event = node.transfer(record_id, to, to_key=to_key.lower() if to_key else None)
+        _print_json(event) if as_json else click.echo(f"{record_id}  {_event_line(event)}")
+
+
+@cli.command()
+@click.argument("record_id", type=RecordId())
+@click.argument("text")
+@_common
+@click.pass_context
+def note(
+    ctx: click.Context, record_id: str, text: str, home: Path | None, as_json: bool | None
+) -> None:
+    """Add a signed note about RECORD_ID (by its current owner) to the ledger."""
+    home, as_json = _opts(ctx, home, as_json)
+    with _node(home) as node:
+        event = node.note(record_id, text)
+        _print_json(event) if as_json else click.echo(f"{record_id}  {_event_line(event)}")
 
 
 def _print_record_line(rec: Record) -> None:
@@ -591,6 +646,7 @@ def verify_bundle_command(
                 "log_origin": report.log_origin,
                 "log_public_key": report.log_public_key,
                 "log_key": report.log_key,
+                "events": list(report.events),
             }
         )
     else:
@@ -610,6 +666,8 @@ def verify_bundle_command(
         click.echo(
             f"  image {rec.cid} ({report.image_bytes:,} bytes) matches SHA-256 {rec.sha256_file}"
         )
+        for event in report.events:
+            click.echo(f"  event (included, signed by the owner then): {_event_line(event)}")
     if fault:
         click.echo(f"blockimage: {fault}", err=True)
         sys.exit(1)

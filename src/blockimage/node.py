@@ -15,19 +15,21 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_BACKBONE, DEFAULT_CONFIG, Settings, load_settings, resolve_home
 from .errors import BackendUnavailableError, InvalidInputError
 from .files import write_atomic
 from .inputs import ImageSource, LoadedImage, load_image
-from .keys import KeyStore
+from .keys import KeyStore, check_owner_name
 from .ledger import AuditFailure, AuditReport, Ledger, open_ledger
 from .ledger.proofs import log_origin, note_verifier_key
 from .records import LogProof, Receipt, Record, Verdict
 from .storage import Storage, StorageError, open_storage
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from .ledger.checkpoint import Checkpoint
     from .ledger.log import MerkleLog
     from .matchers import Matcher
@@ -193,12 +195,52 @@ class Node:
     def history(self, record_id: str) -> list[Record]:
         return self.ledger.history(record_id)
 
+    def events(self, record_id: str) -> list[dict[str, Any]]:
+        """The transfers and notes about the record, in log order, checked."""
+        return self.ledger.events(record_id)
+
+    def owner_of(self, record_id: str) -> str:
+        """The name of the record's current owner (after the transfers)."""
+        record = self.ledger.receipt(record_id).record
+        names = [e["to"] for e in self.ledger.events(record_id) if e["kind"] == "transfer"]
+        return names[-1] if names else record.owner
+
+    def transfer(self, record_id: str, to: str, *, to_key: str | None = None) -> dict[str, Any]:
+        """Move the record to owner ``to``, signed by the current owner's key in this home.
+        ``to_key`` (hex) names the new owner's public key; without it, the key this home
+        holds (or makes) for ``to``."""
+        check_owner_name(to)
+        if to_key is None:
+            to_key = self.keys.owner_key(to).public_key().public_bytes_raw().hex()
+        return self.ledger.add_event(
+            record_id, "transfer", self._current_owner_key(record_id), to=to, to_key=to_key
+        )
+
+    def note(self, record_id: str, text: str) -> dict[str, Any]:
+        """Annotate the record, signed by the current owner's key in this home."""
+        return self.ledger.add_event(
+            record_id, "note", self._current_owner_key(record_id), note=text
+        )
+
+    def _current_owner_key(self, record_id: str) -> Ed25519PrivateKey:
+        owner = self.owner_of(record_id)
+        if not self.keys.has_owner_key(owner):
+            raise InvalidInputError(
+                f"record {record_id} belongs to {owner}, whose key is not in this home: only "
+                "the current owner signs its transfers and notes"
+            )
+        return self.keys.owner_key(owner)
+
     def get(self, cid: str) -> bytes:
         return self.storage.get(cid)
 
     def export_bundle(self, record_id: str) -> bytes:
         """A CAR evidence bundle for ``record_id`` (see :mod:`blockimage.bundle`)."""
-        receipt = self.ledger.receipt(record_id)  # checked: LedgerIntegrityError otherwise
+        evidence = getattr(self.ledger, "evidence", None)
+        if evidence is None:  # Fabric: no Merkle proof to carry
+            receipt, events = self.ledger.receipt(record_id), []
+        else:  # checked: LedgerIntegrityError otherwise
+            receipt, events = evidence(record_id)
         record, proof = receipt.record, receipt.log
         if not isinstance(proof, LogProof):
             raise BackendUnavailableError(
@@ -213,6 +255,7 @@ class Node:
             self.storage.export_car(record.cid),
             origin=self.ledger_origin,
             log_public_key=bytes.fromhex(self.node_public_key),
+            events=events,
         )
 
     # -- evidence a third party checks (the embedded log) ------------------------------------------

@@ -491,6 +491,8 @@ class Verdict:
     history: tuple[Record, ...] = ()
     explanation: tuple[str, ...] = ()
     mask: bytes | None = None  # PNG of the changed pixels (white), suspect size; when tampered
+    # Transfers and notes about the found record, in log order (blockimage.ledger.events).
+    events: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -508,4 +510,5 @@ class Verdict:
             "history": [r.to_dict() for r in self.history],
             "explanation": list(self.explanation),
             "mask": base64.b64encode(self.mask).decode("ascii") if self.mask else None,
+            "events": [dict(e) for e in self.events],
         }

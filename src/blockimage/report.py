@@ -147,6 +147,21 @@ def render_report(evidence: Evidence, *, suspect_name: str = "suspect image") ->
             )
             + "</table>"
         )
+    if v.events:
+        history_html += (
+            "<h2>Transfers and notes</h2><table><tr><th>When</th><th>Event</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(str(e.get('at') or ''))}</td><td>"
+                + (
+                    f"transfer to {html.escape(e['to'])} (key <code>{e['to_key']}</code>)"
+                    if e["kind"] == "transfer"
+                    else f"note: {html.escape(e['note'])}"
+                )
+                + "</td></tr>"
+                for e in v.events
+            )
+            + "</table>"
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>BlockImage verification: {v.verdict}</title>

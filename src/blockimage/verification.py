@@ -231,6 +231,13 @@ class Verifier:
             explanation.append(
                 f"The record has {len(history) - 1} later derivative registration(s)."
             )
+        events = self.ledger.events(record_id)
+        transfers = [e for e in events if e["kind"] == "transfer"]
+        if transfers:
+            explanation.append(
+                f"Registered by {receipt.record.owner}; transferred {len(transfers)} time(s) "
+                f"since, now owned by {transfers[-1]['to']}."
+            )
         return Verdict(
             verdict=verdict,
             matched_by=candidate.matched_by,
@@ -238,6 +245,7 @@ class Verifier:
             record=receipt,
             similarity=similarity,
             history=tuple(history),
+            events=tuple(events),
             explanation=tuple(explanation),
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import BackendUnavailableError, BlockImageError
 from ..records import FabricProof, LogProof, Receipt, Record
@@ -118,6 +118,18 @@ class Ledger(Protocol):
     def history(self, record_id: str) -> list[Record]:
         """The record, then every later record derived from it (transitively), in log order;
         each checked as :meth:`receipt` checks it (:class:`LedgerIntegrityError` if one fails)."""
+        ...
+
+    def add_event(
+        self, record_id: str, kind: str, signer: Ed25519PrivateKey, **fields: str
+    ) -> dict[str, Any]:
+        """Append a signed transfer (``to``, ``to_key``) or note (``note``) about a record
+        (:mod:`blockimage.ledger.events`); ``signer`` must hold its current owner key."""
+        ...
+
+    def events(self, record_id: str) -> list[dict[str, Any]]:
+        """The transfers and notes about the record in log order, each checked
+        (:class:`LedgerIntegrityError` otherwise)."""
         ...
 
     def records(self, start: int = 0) -> Iterator[tuple[int, Record]]:

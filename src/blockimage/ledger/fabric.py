@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -47,6 +48,7 @@ from . import (
     LedgerIntegrityError,
     RecordNotFoundError,
 )
+from .events import EVENT_KINDS, InvalidEventError, check_event, current_owner_key, sign_event
 from .gateway import CommitError, EndorsementError, Gateway, GatewayError, find_transaction
 
 __all__ = ["FabricLedger", "FabricSettings", "refusal_error"]
@@ -224,7 +226,9 @@ class FabricLedger:
     def _position(self, record_id: str) -> tuple[int, int]:
         """(block number, position in the block) of the transaction that wrote the record:
         the channel's own order (``created_at`` has one-second steps)."""
-        tx_id = self._write_tx(record_id)
+        return self._tx_position(self._write_tx(record_id))
+
+    def _tx_position(self, tx_id: str) -> tuple[int, int]:
         found = find_transaction(
             self._gateway.block_by_tx_id(tx_id), tx_id, self.settings.chaincode
         )
@@ -245,31 +249,47 @@ class FabricLedger:
     def add_event(
         self, record_id: str, kind: str, signer: Ed25519PrivateKey, **fields: str
     ) -> dict:
-        """Record a signed event: ``kind="transfer"`` with ``to`` and ``to_key`` (hex) moves the
-        record to a new owner; ``kind="note"`` with ``note`` annotates it. ``signer`` must be the
-        record's current owner key; the chaincode checks it and adds the transaction's time."""
-        event: dict = {
-            "record_id": record_id,
-            "kind": kind,
-            "signer_key": signer.public_key().public_bytes_raw().hex(),
-            **fields,
-        }
-        event["signature"] = signer.sign(canonical_json(event)).hex()
+        """Record a signed event (:mod:`.events`): ``kind="transfer"`` with ``to`` and
+        ``to_key`` (hex) moves the record to a new owner; ``kind="note"`` with ``note``
+        annotates it. ``signer`` must be the record's current owner key; the chaincode checks
+        it and adds the transaction's time and id. Returns the event as written."""
+        event = sign_event(record_id, kind, signer, **fields)
         try:
             committed = self._gateway.submit("AddEvent", canonical_json(event))
         except EndorsementError as exc:
             raise refusal_error(exc, "the event") from None
-        return dict(json.loads(committed.result))
+        done = json.loads(committed.result)
+        return {**event, "at": done.get("timestamp"), "tx_id": committed.tx_id}
 
-    def events(self, record_id: str) -> list[dict]:
-        """Events about the record (derivations, transfers, notes), as the chaincode keeps them."""
+    def _chaincode_events(self, record_id: str) -> list[dict[str, Any]]:
+        """Events about the record as the chaincode keeps them (derivations too), unchecked."""
         return list(json.loads(self._evaluate("GetHistory", record_id))["events"])
+
+    def events(self, record_id: str) -> list[dict[str, Any]]:
+        """The transfers and notes about the record in the channel's order (block, position),
+        each checked: its signature, and that its signer owned the record then."""
+        record = self.receipt(record_id).record
+        found = [e for e in self._chaincode_events(record_id) if e.get("kind") in EVENT_KINDS]
+        found.sort(key=lambda e: self._tx_position(str(e.get("tx_id"))))
+        checked: list[dict[str, Any]] = []
+        for event in found:
+            try:
+                check_event(event)
+                if event["signer_key"] != current_owner_key(record, checked):
+                    raise InvalidEventError("its signer did not own the record then")
+            except InvalidEventError as exc:
+                raise LedgerIntegrityError(
+                    f"ledger integrity failure: event {event.get('tx_id')} on record "
+                    f"{record_id}: {exc}"
+                ) from None
+            checked.append(event)
+        return checked
 
     def history(self, record_id: str) -> list[Record]:
         family = [self.get(record_id)]
         queue = [record_id]
         while queue:
-            for event in self.events(queue.pop(0)):
+            for event in self._chaincode_events(queue.pop(0)):
                 if event.get("kind") == "derivation":
                     family.append(self.get(event["child"]))
                     queue.append(event["child"])

@@ -6,6 +6,8 @@ Tables (ledger.db):
 - ``nodes``: the hash of every *perfect* subtree (level, index); level 0 holds leaf hashes.
   Any MTH(D[a:b]) the RFC needs decomposes into O(log n) of these.
 - ``checkpoints``: the signed tree head (C2SP signed note) issued after every append.
+- ``events``: transfers and notes (:mod:`.events`), leaves of the same tree, sharing the leaf
+  index sequence with ``leaves``: a leaf is a record or an event, never both.
 
 Beside it, ``ledger.head`` keeps the largest checkpoint the node has signed. A log found smaller
 than that (newest leaves deleted with their nodes and checkpoints), or whose first leaves no
@@ -18,11 +20,14 @@ in WAL mode makes a committed append durable.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,6 +39,7 @@ from ..records import (
     Receipt,
     Record,
     RecordFormatError,
+    jcs,
     verify_record_signature,
 )
 from . import (
@@ -45,6 +51,13 @@ from . import (
     RecordNotFoundError,
 )
 from .checkpoint import Checkpoint, InvalidCheckpointError, open_checkpoint, sign_checkpoint
+from .events import (
+    InvalidEventError,
+    check_event,
+    current_owner_key,
+    parse_event_leaf,
+    sign_event,
+)
 from .merkle import (
     EMPTY_ROOT,
     RootAccumulator,
@@ -54,11 +67,17 @@ from .merkle import (
     leaf_hash,
     node_hash,
 )
-from .proofs import InvalidProofError, check_consistency, check_log_proof, open_log_checkpoint
+from .proofs import (
+    InvalidProofError,
+    check_consistency,
+    check_inclusion,
+    check_log_proof,
+    open_log_checkpoint,
+)
 
 __all__ = ["MerkleLog"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: the events table (transfers, notes)
 _AUDIT_BATCH = 512  # leaves whose signatures are checked together
 _VERIFY_THREADS = min(4, os.cpu_count() or 1)
 _SCHEMA = """
@@ -89,6 +108,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     root_hash BLOB NOT NULL,
     note TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    leaf_index INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    record_id TEXT NOT NULL,
+    signature TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS events_record ON events(record_id);
 """
 _LOOKUP_COLUMNS = (
     "record_id",
@@ -195,7 +221,10 @@ class MerkleLog:
 
     # -- Ledger -----------------------------------------------------------------------------------
     def size(self) -> int:
-        row = self._db.execute("SELECT MAX(leaf_index) FROM leaves").fetchone()
+        row = self._db.execute(
+            "SELECT MAX(m) FROM (SELECT MAX(leaf_index) AS m FROM leaves "
+            "UNION ALL SELECT MAX(leaf_index) FROM events)"
+        ).fetchone()
         return 0 if row[0] is None else row[0] + 1
 
     def append(self, record: Record, *, check: Callable[[], None] | None = None) -> LogProof:
@@ -240,6 +269,11 @@ class MerkleLog:
             "sha256_pixels, original_sha256_file, parent, cid) VALUES (?,?,?,?,?,?,?,?,?)",
             (index, leaf, *(getattr(record, c) for c in _LOOKUP_COLUMNS)),
         )
+        self._add_nodes(db, index, leaf)
+        return index, leaf
+
+    def _add_nodes(self, db: sqlite3.Connection, index: int, leaf: bytes) -> None:
+        """Insert leaf ``index``'s hash and the perfect subtrees it completes."""
         digest = leaf_hash(leaf)
         db.execute("INSERT INTO nodes VALUES (0, ?, ?)", (index, digest))
         # Close every perfect subtree that this leaf completes.
@@ -249,7 +283,106 @@ class MerkleLog:
             h = node_hash(left, h)
             level, idx = level + 1, idx >> 1
             db.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, idx, h))
-        return index, leaf
+
+    # -- events (transfers, notes) ------------------------------------------------------------
+    def add_event(
+        self, record_id: str, kind: str, signer: Ed25519PrivateKey, **fields: str
+    ) -> dict[str, Any]:
+        """Append a signed event about a record (see :mod:`.events`): ``kind="transfer"`` with
+        ``to`` and ``to_key`` moves it to a new owner, ``kind="note"`` with ``note``
+        annotates it. ``signer`` must hold the record's current owner key. Returns the event
+        as written, with ``at`` and ``leaf_index``."""
+        return self._append_signed_event(sign_event(record_id, kind, signer, **fields))
+
+    def _append_signed_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        check_event(event)
+        record_id, kind = event["record_id"], event["kind"]
+        with exclusive_lock(self._head_lock):
+            with self._transaction() as db:
+                record = self.get(record_id)
+                owner = current_owner_key(record, self._event_rows(record_id))
+                if event["signer_key"] != owner:
+                    raise LedgerError(
+                        f"the {kind} event on record {record_id} is not signed by its current "
+                        f"owner (key {owner[:16]}…)"
+                    )
+                at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                leaf = jcs({**event, "at": at})
+                index = self.size()
+                try:
+                    db.execute(
+                        "INSERT INTO events VALUES (?, ?, ?, ?)",
+                        (index, leaf, record_id, event["signature"]),
+                    )
+                except sqlite3.IntegrityError:
+                    raise LedgerError(
+                        f"this signed {kind} event is already on the ledger (a replay)"
+                    ) from None
+                self._add_nodes(db, index, leaf)
+                size, _, note = self._sign_checkpoint(db, index + 1)
+            self._remember(size, note)
+        return {**event, "at": at, "leaf_index": index}
+
+    def _event_rows(self, record_id: str, before: int | None = None) -> list[dict[str, Any]]:
+        """The events about ``record_id`` as stored (unchecked), in log order."""
+        rows = self._db.execute(
+            "SELECT leaf_index, leaf FROM events WHERE record_id=? AND leaf_index<? "
+            "ORDER BY leaf_index",
+            (record_id, before if before is not None else 2**62),
+        ).fetchall()
+        return [{**json.loads(_blob(leaf)), "leaf_index": index} for index, leaf in rows]
+
+    def evidence(self, record_id: str) -> tuple[Receipt, list[LogProof]]:
+        """The checked receipt of a record and the proofs of its events' leaves, all against
+        one checkpoint (for evidence bundles)."""
+        receipt = self.receipt(record_id)
+        proof = receipt.log
+        assert isinstance(proof, LogProof)
+        events = self.events(record_id)  # checked
+        rows = {
+            i: _blob(leaf)
+            for i, leaf in self._db.execute(
+                "SELECT leaf_index, leaf FROM events WHERE record_id=? AND leaf_index<?",
+                (record_id, proof.tree_size),
+            )
+        }
+        root = bytes.fromhex(proof.root_hash)
+        return receipt, [
+            self._proof_at(
+                e["leaf_index"], rows[e["leaf_index"]], proof.tree_size, root, proof.checkpoint
+            )
+            for e in events
+            if e["leaf_index"] in rows
+        ]
+
+    def events(self, record_id: str) -> list[dict[str, Any]]:
+        """The transfers and notes about the record, in log order, each *checked*: its
+        signature, that its signer owned the record then, and its leaf's inclusion under the
+        latest checkpoint (:class:`LedgerIntegrityError` otherwise)."""
+        record = self.receipt(record_id).record
+        size, root, note = self._latest_checkpoint()
+        checked: list[dict[str, Any]] = []
+        rows = self._db.execute(
+            "SELECT leaf_index, leaf FROM events WHERE record_id=? ORDER BY leaf_index",
+            (record_id,),
+        ).fetchall()
+        for index, raw in rows:
+            leaf = _blob(raw)
+            proof = self._proof_at(index, leaf, size, root, note)
+            try:
+                check_inclusion(proof, self._public, origin=self.origin)
+                event = parse_event_leaf(leaf)
+                if event["record_id"] != record_id:
+                    raise InvalidProofError(f"the leaf is about record {event['record_id']}")
+                if event["signer_key"] != current_owner_key(record, checked):
+                    raise InvalidProofError("its signer did not own the record then")
+            except (InvalidProofError, InvalidEventError) as exc:
+                raise LedgerIntegrityError(
+                    f"ledger integrity failure: event at leaf {index} on record {record_id}: "
+                    f"{exc}; `blockimage audit` reports every fault"
+                ) from None
+            checked.append({**event, "leaf_index": index})
+        return checked
 
     @staticmethod
     def _refuse_registered_content(db: sqlite3.Connection, record: Record) -> None:
@@ -467,25 +600,40 @@ class MerkleLog:
 
         check_checkpoints()  # the checkpoint at ``start``, if resuming
         columns = ", ".join(_LOOKUP_COLUMNS)
+        nulls = ", ".join(["NULL"] * (len(_LOOKUP_COLUMNS) - 2))
+        # Records and events share the leaf sequence: one stream in leaf order. An event row
+        # carries its record id and signature where a record row has its lookup columns.
         cursor = self._db.execute(
-            f"SELECT leaf_index, leaf, {columns} FROM leaves WHERE leaf_index>=? ORDER BY 1",
+            f"SELECT leaf_index, leaf, 0, {columns} FROM leaves WHERE leaf_index>=?1 "
+            f"UNION ALL SELECT leaf_index, leaf, 1, record_id, signature, {nulls} "
+            "FROM events WHERE leaf_index>=?1 ORDER BY 1",
             (start,),
         )
+        owners = self._owners_before(start)  # records with events -> current owner key
         with ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as pool:
             while batch := cursor.fetchmany(_AUDIT_BATCH):
                 # Owner signatures are checked on worker threads (Ed25519 releases the GIL);
                 # the faults are then raised in leaf order, as a serial audit would.
-                checked_rows = pool.map(_parsed_and_verified, [_blob(r[1]) for r in batch])
+                checked_rows = pool.map(
+                    _parsed_and_verified, [None if r[2] else _blob(r[1]) for r in batch]
+                )
                 for row, (record, fault) in zip(batch, checked_rows, strict=True):
                     index, leaf = row[0], _blob(row[1])
                     if index != acc.size:
                         raise AuditFailure(
                             f"leaf index {acc.size} is missing (next row is {index})"
                         )
+                    if row[2]:
+                        _audit_event(index, leaf, row[3], row[4], owners)
+                        acc.append(leaf_hash(leaf))
+                        check_checkpoints()
+                        continue
                     if fault is not None:
                         raise AuditFailure(f"leaf {index}: {fault}")
                     assert record is not None
-                    for name, value in zip(_LOOKUP_COLUMNS, row[2:], strict=True):
+                    if record.record_id in owners:
+                        owners[record.record_id] = record.owner_key
+                    for name, value in zip(_LOOKUP_COLUMNS, row[3:], strict=True):
                         if getattr(record, name) != value:
                             raise AuditFailure(
                                 f"leaf {index} (record {record.record_id}): column {name} is "
@@ -514,6 +662,21 @@ class MerkleLog:
             checkpoints_checked=covered,
             records_checked=checked,
         )
+
+    def _owners_before(self, start: int) -> dict[str, str | None]:
+        """Records that have events -> their owner key just before leaf ``start`` (None until
+        the audit reaches the record)."""
+        owners: dict[str, str | None] = {}
+        for (record_id,) in self._db.execute("SELECT DISTINCT record_id FROM events"):
+            row = self._db.execute(
+                "SELECT leaf_index, leaf FROM leaves WHERE record_id=?", (record_id,)
+            ).fetchone()
+            if row is None or row[0] >= start:
+                owners[record_id] = None
+                continue
+            record = Record.from_leaf(_blob(row[1]))
+            owners[record_id] = current_owner_key(record, self._event_rows(record_id, start))
+        return owners
 
     def _audit_checkpoint(self, size: int, root: bytes, stored_root: bytes, note: str) -> None:
         try:
@@ -623,8 +786,11 @@ class MerkleLog:
         )
 
 
-def _parsed_and_verified(leaf: bytes) -> tuple[Record | None, str | None]:
-    """The record in ``leaf`` and None, or None and why it does not parse or verify."""
+def _parsed_and_verified(leaf: bytes | None) -> tuple[Record | None, str | None]:
+    """The record in ``leaf`` and None, or None and why it does not parse or verify (None for
+    an event's row, which the audit checks in order)."""
+    if leaf is None:
+        return None, None
     try:
         record = Record.from_leaf(leaf)
         verify_record_signature(record)
@@ -636,3 +802,28 @@ def _parsed_and_verified(leaf: bytes) -> tuple[Record | None, str | None]:
 def _blob(value: bytes | str) -> bytes:
     """Bytes of a stored BLOB; a hand edit may have turned it into TEXT (audit reports it)."""
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _audit_event(
+    index: int, leaf: bytes, record_id: str, signature: str, owners: dict[str, str | None]
+) -> None:
+    """Check an event leaf in log order: its form and signature, its lookup columns, and that
+    its signer owned the record at that point (``owners`` follows transfers)."""
+    try:
+        event = parse_event_leaf(leaf)
+    except InvalidEventError as exc:
+        raise AuditFailure(f"leaf {index}: {exc}") from None
+    if (event["record_id"], event["signature"]) != (record_id, signature):
+        raise AuditFailure(f"leaf {index}: the event's columns do not match its signed bytes")
+    owner = owners.get(record_id)
+    if owner is None:
+        raise AuditFailure(
+            f"leaf {index}: an event about record {record_id}, not on the log before it"
+        )
+    if event["signer_key"] != owner:
+        raise AuditFailure(
+            f"leaf {index}: the {event['kind']} event on record {record_id} is not signed by "
+            "the record's owner at that point"
+        )
+    if event["kind"] == "transfer":
+        owners[record_id] = event["to_key"]

@@ -38,6 +38,7 @@ __all__ = [
     "InvalidProofError",
     "check_log_proof",
     "check_consistency",
+    "check_inclusion",
     "open_log_checkpoint",
     "log_origin",
     "note_verifier_key",
@@ -101,6 +102,13 @@ def check_log_proof(proof: LogProof, public_key: bytes, *, origin: str) -> Recor
         raise InvalidProofError(
             f"record: the leaf of {record.record_id} is not the record's canonical encoding"
         )
+    check_inclusion(proof, public_key, origin=origin)
+    return record
+
+
+def check_inclusion(proof: LogProof, public_key: bytes, *, origin: str) -> Checkpoint:
+    """That ``proof.leaf`` is in the tree of a checkpoint signed by the log key (whatever the
+    leaf holds: a record or an event); the checkpoint, or :class:`InvalidProofError`."""
     checkpoint = open_log_checkpoint(proof.checkpoint, public_key, origin=origin)
     if checkpoint.tree_size != proof.tree_size or checkpoint.root_hash.hex() != proof.root_hash:
         raise InvalidProofError(
@@ -115,7 +123,7 @@ def check_log_proof(proof: LogProof, public_key: bytes, *, origin: str) -> Recor
         )
     except (ValueError, InvalidInclusionProofError) as exc:
         raise InvalidProofError(f"inclusion proof of leaf {proof.leaf_index}: {exc}") from None
-    return record
+    return checkpoint
 
 
 def check_consistency(old: Checkpoint, new: Checkpoint, path: list[bytes]) -> None:
