@@ -474,6 +474,13 @@ def history(ctx: click.Context, record_id: str, home: Path | None, as_json: bool
                     click.echo(f"    {_event_line(event)}")
 
 
+def _print_event(record_id: str, event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(event)
+    else:
+        click.echo(f"{record_id}  {_event_line(event)}")
+
+
 def _event_line(event: dict[str, Any]) -> str:
     when = event.get("at") or "?"
     if event["kind"] == "transfer":
@@ -507,7 +514,7 @@ def transfer(
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
         event = node.transfer(record_id, to, to_key=to_key.lower() if to_key else None)
-        _print_json(event) if as_json else click.echo(f"{record_id}  {_event_line(event)}")
+        _print_event(record_id, event, as_json)
 
 
 @cli.command()
@@ -522,7 +529,7 @@ def note(
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
         event = node.note(record_id, text)
-        _print_json(event) if as_json else click.echo(f"{record_id}  {_event_line(event)}")
+        _print_event(record_id, event, as_json)
 
 
 def _print_record_line(rec: Record) -> None:

@@ -1,7 +1,7 @@
 """The data model: records, receipts and verdicts, their canonical JSON, and Ed25519 signatures.
 
 A :class:`Record` is what the ledger stores. Records of format ``version`` 2 (every record
-made since 0.3) are encoded as RFC 8785 JSON (the JSON Canonicalization Scheme: sorted keys, no
+made now) are encoded as RFC 8785 JSON (the JSON Canonicalization Scheme: sorted keys, no
 insignificant whitespace, UTF-8, numbers as ECMAScript writes them), which any JCS
 implementation reproduces (:func:`jcs`; the ``rfc8785`` package checks it in the tests).
 Records without a ``version`` field (version 1, made before) keep the encoding they were signed
