@@ -22,7 +22,7 @@ import io
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,26 +129,35 @@ class DwtDctSvdMethod:
         return int.from_bytes(bytes(out), "big")
 
 
-def run(method, photos: list[np.ndarray], rng: np.random.Generator) -> dict:
-    ok = {a: 0 for a in ATTACKS}
+def run(
+    method,
+    photos: Iterable[np.ndarray],
+    rng: np.random.Generator,
+    attacks: dict[str, Attack] | None = None,
+) -> dict:
+    """Embed a random payload in each photo, then try every attack (default: ``ATTACKS``)."""
+    attacks = ATTACKS if attacks is None else attacks
+    ok = {a: 0 for a in attacks}
     psnrs, ssims, t_embed, t_extract = [], [], [], []
+    n = 0
     for img in photos:
+        n += 1
         payload = int(rng.integers(0, 2**63)) * 2 + 1
         t0 = time.perf_counter()
         marked = method.embed(img, payload)
         t_embed.append(time.perf_counter() - t0)
         psnrs.append(psnr(img, marked))
         ssims.append(ssim(img, marked))
-        for name, attack in ATTACKS.items():
+        for name, attack in attacks.items():
             attacked = attack(marked)
             t0 = time.perf_counter()
             found = method.extract(attacked)
             if name == "none":
                 t_extract.append(time.perf_counter() - t0)
             ok[name] += found == payload
-    n = len(photos)
     return {
-        "recovery": {a: ok[a] / n for a in ATTACKS},
+        "recovery": {a: ok[a] / n for a in attacks},
+        "found": ok,
         "psnr": (float(np.mean(psnrs)), float(np.min(psnrs))),
         "ssim": (float(np.mean(ssims)), float(np.min(ssims))),
         "embed_ms": 1000 * float(np.median(t_embed)),
@@ -194,33 +203,22 @@ CAMERA_ATTACKS: dict[str, Attack] = {
 def camera_size(paths: list[Path]) -> None:
     """12 MP: each photo upscaled (Lanczos) to 12 MP, since the packages hold no photo that
     large; BlockImage only: this section measures our own cost and robustness at camera size."""
-    rng = np.random.default_rng(2)
-    ok = {a: 0 for a in CAMERA_ATTACKS}
-    psnrs, ssims, t_embed, t_extract = [], [], [], []
-    for path in paths:
-        src = Image.open(path).convert("RGB")
-        scale = (12e6 / (src.width * src.height)) ** 0.5
-        img = np.asarray(src.resize((round(src.width * scale), round(src.height * scale)),
-                                    Image.LANCZOS))  # fmt: skip
-        payload = int(rng.integers(0, 2**63)) * 2 + 1
-        t0 = time.perf_counter()
-        marked = watermark.embed(img, payload, KEY)
-        t_embed.append(time.perf_counter() - t0)
-        psnrs.append(psnr(img, marked))
-        ssims.append(ssim(img, marked))
-        for name, attack in CAMERA_ATTACKS.items():
-            attacked = attack(marked)
-            t0 = time.perf_counter()
-            ok[name] += watermark.extract(attacked, KEY)[0] == payload
-            if name == "none":
-                t_extract.append(time.perf_counter() - t0)
-    n = len(paths)
+
+    def photos() -> Iterator[np.ndarray]:  # one 12 MP photo in memory at a time
+        for path in paths:
+            src = Image.open(path).convert("RGB")
+            scale = (12e6 / (src.width * src.height)) ** 0.5
+            size = (round(src.width * scale), round(src.height * scale))
+            yield np.asarray(src.resize(size, Image.LANCZOS))
+
+    r = run(BlockImageMethod(), photos(), np.random.default_rng(2), CAMERA_ATTACKS)
+    n, ok = len(paths), r["found"]
     print(f"\n12 MP (each photo upscaled to 12 MP), blockimage, {n} photos")
     print("  exact recovery: " + "   ".join(f"{a} {ok[a]}/{n}" for a in CAMERA_ATTACKS))
-    print(f"  PSNR mean/min {np.mean(psnrs):.1f}/{np.min(psnrs):.1f}   "
-          f"SSIM mean/min {np.mean(ssims):.3f}/{np.min(ssims):.3f}   "
-          f"embed median {1000 * np.median(t_embed):.0f} ms   "
-          f"extract median {1000 * np.median(t_extract):.0f} ms")  # fmt: skip
+    print(f"  PSNR mean/min {r['psnr'][0]:.1f}/{r['psnr'][1]:.1f}   "
+          f"SSIM mean/min {r['ssim'][0]:.3f}/{r['ssim'][1]:.3f}   "
+          f"embed median {r['embed_ms']:.0f} ms   "
+          f"extract median {r['extract_ms']:.0f} ms")  # fmt: skip
 
 
 def main() -> None:

@@ -112,6 +112,16 @@ def _edit_leaf(home, record_id: str, leaf: bytes, record=None) -> None:
             db.execute("UPDATE nodes SET hash=? WHERE level=0 AND idx=?", (leaf_hash(leaf), index))
 
 
+def _forged_in_place_of(record, photo):
+    """A record of ``photo`` (never registered) signed by an attacker's own key, with the CID
+    and time of ``record``."""
+    data = photo.read_bytes()
+    return signed_record(
+        data, decode_image(data).pixels, cid=record.cid, owner="mallory",
+        key=Ed25519PrivateKey.generate(), created_at=record.created_at,
+    )  # fmt: skip
+
+
 def _cli(home, *args):
     return CliRunner().invoke(cli, ["--home", str(home), *args])
 
@@ -151,11 +161,7 @@ def test_a_leaf_replaced_by_an_attackers_own_signed_record_is_not_believed(home,
     receipt, _ = two
     # A record for a never-registered photo, signed by the attacker's own key (its signature
     # verifies), put in place of alice's leaf with the lookup columns and leaf hash to match.
-    forged_file = photos["rocket"].read_bytes()
-    forged = signed_record(
-        forged_file, decode_image(forged_file).pixels, cid=receipt.record.cid, owner="mallory",
-        key=Ed25519PrivateKey.generate(), created_at=receipt.record.created_at,
-    )  # fmt: skip
+    forged = _forged_in_place_of(receipt.record, photos["rocket"])
     _edit_leaf(home, receipt.record.record_id, forged.leaf_bytes(), forged)
     with Node(home) as node:
         with pytest.raises(LedgerIntegrityError, match="inclusion proof"):
@@ -203,11 +209,7 @@ def test_a_rolled_back_or_rewritten_log_is_refused_on_open(home, two, head):
 
 def test_a_rewritten_first_leaf_is_refused_on_open_even_without_the_head(home, two, photos):
     first, _ = two
-    forged_file = photos["rocket"].read_bytes()
-    forged = signed_record(
-        forged_file, decode_image(forged_file).pixels, cid=first.record.cid, owner="mallory",
-        key=Ed25519PrivateKey.generate(), created_at=first.record.created_at,
-    )  # fmt: skip
+    forged = _forged_in_place_of(first.record, photos["rocket"])
     _edit_leaf(home, first.record.record_id, forged.leaf_bytes(), forged)
     with sqlite3.connect(home / "ledger.db") as db:  # and the root node above it
         (sibling,) = db.execute("SELECT hash FROM nodes WHERE level=0 AND idx=1").fetchone()

@@ -24,7 +24,6 @@ config.toml) makes the evidence trusted.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from .ledger.proofs import (
     check_log_proof,
     log_origin,
     note_verifier_key,
+    open_log_checkpoint,
     parse_verifier_key,
 )
 from .records import LogProof, Record
@@ -169,7 +169,7 @@ def _verify_bundle(data: bytes) -> BundleReport:
     log_proof = LogProof(
         leaf_index=index,
         tree_size=size,
-        root_hash=_signed_root(note),
+        root_hash=_signed_root(note, public_key, origin),
         inclusion_path=tuple(p.hex() for p in path),
         leaf=leaf,
         checkpoint=note,
@@ -236,11 +236,9 @@ def _checked_events(
     return tuple(checked)
 
 
-def _signed_root(note: str) -> str:
-    """The root line of a checkpoint, in hex (the signature check that follows vouches for
-    it; a malformed note fails there)."""
-    lines = note.split("\n")
+def _signed_root(note: str, public_key: bytes, origin: str) -> str:
+    """The root (hex) that the checkpoint signs, its signature checked."""
     try:
-        return base64.b64decode(lines[2], validate=True).hex() if len(lines) > 2 else ""
-    except ValueError:
-        return ""
+        return open_log_checkpoint(note, public_key, origin=origin).root_hash.hex()
+    except InvalidProofError as exc:
+        raise InvalidBundleError(str(exc)) from None

@@ -707,8 +707,7 @@ def consistency(
     checkpoint's), one hex hash a line."""
     home, as_json = _opts(ctx, home, as_json)
     with _node(home) as node:
-        new = new_size if new_size is not None else int(node.checkpoint().split("\n")[1])
-        proof = node.consistency(old_size, new)
+        new, proof = node.consistency(old_size, new_size)
         if as_json:
             _print_json({"old_size": old_size, "new_size": new, "proof": proof})
         else:

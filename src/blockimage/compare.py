@@ -117,15 +117,15 @@ def _refine(
     unscaled[:, 2] = unscaled[:, 2] / scale
     refined = np.asarray(cv2.invertAffineTransform(unscaled), np.float64)
     h, w = suspect.shape[:2]
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64).T
-    moved = np.abs(refined @ corners - matrix @ corners).max()
-    return refined if moved <= _REFINE_LIMIT * max(h, w) else matrix
+    return refined if _shift(refined, h, w, matrix) <= _REFINE_LIMIT * max(h, w) else matrix
 
 
-def _shift(matrix: np.ndarray, h: int, w: int) -> float:
-    """How far (px) ``matrix`` moves the farthest corner of an h x w frame."""
+def _shift(matrix: np.ndarray, h: int, w: int, start: np.ndarray | None = None) -> float:
+    """How far (px) ``matrix`` puts the farthest corner of an h x w frame from where ``start``
+    (default: the identity) puts it."""
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64).T
-    return float(np.abs(matrix @ corners - corners[:2]).max())
+    before = corners[:2] if start is None else start @ corners
+    return float(np.abs(matrix @ corners - before).max())
 
 
 def _fit_tone(src: np.ndarray, dst: np.ndarray, valid: np.ndarray) -> np.ndarray:

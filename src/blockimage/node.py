@@ -236,18 +236,17 @@ class Node:
 
     def export_bundle(self, record_id: str) -> bytes:
         """A CAR evidence bundle for ``record_id`` (see :mod:`blockimage.bundle`)."""
-        evidence = getattr(self.ledger, "evidence", None)
-        if evidence is None:  # Fabric: no Merkle proof to carry
-            receipt, events = self.ledger.receipt(record_id), []
-        else:  # checked: LedgerIntegrityError otherwise
-            receipt, events = evidence(record_id)
-        record, proof = receipt.record, receipt.log
-        if not isinstance(proof, LogProof):
+        from .ledger.log import MerkleLog
+
+        if not isinstance(self.ledger, MerkleLog):
             raise BackendUnavailableError(
                 "evidence bundles carry a Merkle log proof and need the embedded ledger; on "
                 "Fabric, the receipt's ledger proof (channel, transaction id, block number) is "
                 "the evidence, to check on the channel"
             )
+        receipt, events = self.ledger.evidence(record_id)  # checked, or LedgerIntegrityError
+        record, proof = receipt.record, receipt.log
+        assert isinstance(proof, LogProof)
         from .bundle import make_bundle
 
         return make_bundle(
@@ -278,18 +277,18 @@ class Node:
         """The latest signed checkpoint (C2SP signed note)."""
         return self._merkle_log("a checkpoint").checkpoint()
 
-    def consistency(self, old_size: int, new_size: int | None = None) -> list[str]:
-        """RFC 9162 consistency proof (hex hashes) from tree size ``old_size`` to ``new_size``
-        (default: the latest checkpoint's)."""
+    def consistency(self, old_size: int, new_size: int | None = None) -> tuple[int, list[str]]:
+        """(``new_size``, the RFC 9162 consistency proof in hex) from tree size ``old_size`` to
+        ``new_size`` (default: the latest checkpoint's)."""
         log = self._merkle_log("a consistency proof")
-        latest = int(log.checkpoint().split("\n")[1])
+        latest = log.latest()[1].tree_size
         new_size = latest if new_size is None else new_size
         if not 0 < old_size <= new_size <= latest:
             raise InvalidInputError(
                 f"a consistency proof needs 0 < OLD_SIZE <= NEW_SIZE <= {latest} (the latest "
                 f"checkpoint's size), not {old_size} and {new_size}"
             )
-        return log.consistency_proof(old_size, new_size)
+        return new_size, log.consistency_proof(old_size, new_size)
 
     def verify_receipt(self, receipt: Receipt) -> Checkpoint:
         """Check a saved receipt against the log now (signature, inclusion under the receipt's

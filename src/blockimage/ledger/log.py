@@ -503,9 +503,12 @@ class MerkleLog:
 
     def checkpoint(self) -> str:
         """The latest signed checkpoint (C2SP signed note), its signature checked."""
+        return self.latest()[0]
+
+    def latest(self) -> tuple[str, Checkpoint]:
+        """The latest signed checkpoint: its note and what it signs, its signature checked."""
         _, _, note = self._latest_checkpoint()
-        self._open(note, "the latest checkpoint")
-        return note
+        return note, self._open(note, "the latest checkpoint")
 
     def check_receipt(self, receipt: Receipt) -> Checkpoint:
         """Check a receipt saved earlier against the log as it is now: the record's signature,
@@ -521,7 +524,7 @@ class MerkleLog:
                 f"the receipt's record fields differ from the signed leaf of {record.record_id}"
             )
         old = open_log_checkpoint(proof.checkpoint, self._public, origin=self.origin)
-        new = self._open(self.checkpoint(), "the latest checkpoint")
+        _, new = self.latest()
         path = (
             consistency_path(old.tree_size, new.tree_size, self._subtree)
             if 0 < old.tree_size < new.tree_size
