@@ -129,7 +129,9 @@ def test_cli_transfer_note_history_and_verify(home, photo_file, tmp_path):
     assert any("now owned by carol" in line for line in verdict["explanation"])
     report = tmp_path / "report.html"
     assert run(home, "verify", receipt["output"], "--report", str(report)).exit_code == 0
-    assert "Transfers and notes" in report.read_text() and "sold at auction" in report.read_text()
+    timeline = report.read_text().split('<ol class="timeline">')[1].split("</ol>")[0]
+    assert timeline.count("<li>") == 4  # the registration, two transfers, the note
+    assert "transferred to carol" in timeline and "sold at auction" in timeline
     # Only the current owner's key signs: a home without carol's key cannot add a note.
     (home / "keys" / "owners" / "carol.key").rename(tmp_path / "carol.key")
     refused = run(home, "note", record_id, "not mine to say")

@@ -33,7 +33,8 @@ def test_report_of_a_tampered_copy_shows_images_regions_record_and_proof(
     )
     assert result.exit_code == 0 and "verdict: TAMPERED" in result.stdout
     text = report.read_text()
-    assert '<span class="verdict">TAMPERED</span>' in text
+    assert '<span class="verdict verdict-tampered" role="status">TAMPERED</span>' in text
+    assert "<button" not in text and "<script" not in text  # no copy buttons: no script
     assert len(re.findall(r'src="data:image/jpeg;base64,', text)) == 3  # suspect, original, map
     assert "Changed regions" in text and "Ledger proof" in text and "Provenance history" in text
     assert "http://" not in text and "https://" not in text  # nothing to fetch: self-contained

@@ -15,13 +15,17 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BlockImageError
 from .records import Receipt
 
-__all__ = ["default_jobs", "register_batch"]
+if TYPE_CHECKING:
+    from .node import Node
 
-_node = None  # the worker's node, opened by _start_worker
+__all__ = ["default_jobs", "register_batch", "start_worker", "worker_node"]
+
+_node: Node | None = None  # the worker's node, opened by start_worker
 
 
 def default_jobs() -> int:
@@ -45,7 +49,7 @@ def register_batch(
     jobs = max(1, min(jobs or default_jobs(), len(images)))
     context = get_context("spawn")
     with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_start_worker, initargs=(home,)
+        jobs, mp_context=context, initializer=start_worker, initargs=(home,)
     ) as pool:
         pending = {
             pool.submit(_register_one, str(image), owner, parent, out): i
@@ -60,7 +64,9 @@ def register_batch(
                 yield pending[done], Receipt.from_dict(receipt_doc)
 
 
-def _start_worker(home: Path | None) -> None:
+def start_worker(home: Path | None) -> None:
+    """A pool worker's initializer: open the home once, OpenCV on one thread (one process per
+    core), die with the parent. Used by batches and by ``serve``'s image workers."""
     import atexit
 
     import cv2
@@ -74,12 +80,18 @@ def _start_worker(home: Path | None) -> None:
     atexit.register(_node.close)
 
 
+def worker_node() -> Node:
+    """The node :func:`start_worker` opened in this worker process."""
+    if _node is None:
+        raise RuntimeError("worker_node() outside a pool worker started by start_worker")
+    return _node
+
+
 def _register_one(
     image: str, owner: str, parent: str | None, out: Path | None
 ) -> tuple[dict | None, BlockImageError | None]:
-    assert _node is not None
     try:
-        receipt = _node.register(image, owner=owner, parent=parent, out=out)
+        receipt = worker_node().register(image, owner=owner, parent=parent, out=out)
     except BlockImageError as exc:
         return None, exc
     return receipt.to_dict(), None

@@ -848,6 +848,121 @@ def gc(ctx: click.Context, dry_run: bool, home: Path | None, as_json: bool | Non
         click.echo(f"{verb} {files} file(s), {size:,} bytes")
 
 
+# -- serve and its tokens -------------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Image worker processes (default: the cores this process may use).",
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Requests that may wait for a worker; more get 503 (default: 4 per worker).",
+)
+@click.option(
+    "--max-upload",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Upload size limit in MB (413 above).",
+)
+@_common
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int | None,
+    queue: int | None,
+    max_upload: int,
+    home: Path | None,
+    as_json: bool | None,
+) -> None:
+    """HTTP API and web page over this home until SIGINT or SIGTERM (README: The service)."""
+    home, _ = _opts(ctx, home, as_json)
+    with _errors():
+        from .web import serve as run
+
+        run(
+            home,
+            host=host,
+            port=port,
+            workers=workers,
+            queue=queue,
+            max_upload_bytes=max_upload * 1024 * 1024,
+        )
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for `serve`: each registers only as its owner."""
+
+
+def _tokens(home: Path | None) -> Any:
+    from .config import resolve_home
+    from .tokens import TokenStore
+
+    with _node(home):  # the home exists (made if new) and its keys are sound
+        pass
+    return TokenStore(resolve_home(home) / "keys")
+
+
+@token.command("create")
+@click.option("--owner", required=True, type=OwnerName(), help="The owner the token registers as.")
+@_common
+@click.pass_context
+def token_create(ctx: click.Context, owner: str, home: Path | None, as_json: bool | None) -> None:
+    """Make a token for OWNER; it is printed once and only its hash is kept."""
+    home, as_json = _opts(ctx, home, as_json)
+    store = _tokens(home)
+    with _errors():
+        entry, secret = store.create(owner)
+    if as_json:
+        _print_json({"id": entry.id, "owner": entry.owner, "token": secret})
+    else:
+        click.echo(secret)
+        click.echo(f"token {entry.id} for {owner}: shown once, keep it safe", err=True)
+
+
+@token.command("list")
+@_common
+@click.pass_context
+def token_list(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
+    """The tokens of this home (ids and owners; never the tokens)."""
+    home, as_json = _opts(ctx, home, as_json)
+    store = _tokens(home)
+    with _errors():
+        entries = store.entries()
+    if as_json:
+        _print_json([{"id": e.id, "owner": e.owner, "created_at": e.created_at} for e in entries])
+    else:
+        for e in entries:
+            click.echo(f"{e.id}  {e.owner}  {e.created_at}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@_common
+@click.pass_context
+def token_revoke(
+    ctx: click.Context, token_id: str, home: Path | None, as_json: bool | None
+) -> None:
+    """Revoke the token TOKEN_ID at once (a running `serve` refuses it from its next request)."""
+    home, as_json = _opts(ctx, home, as_json)
+    store = _tokens(home)
+    with _errors():
+        entry = store.revoke(token_id)
+    if as_json:
+        _print_json({"id": entry.id, "owner": entry.owner, "revoked": True})
+    else:
+        click.echo(f"revoked token {entry.id} of {entry.owner}")
+
+
 # -- demo -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option(

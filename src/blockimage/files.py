@@ -22,11 +22,12 @@ __all__ = ["stage_file", "write_atomic", "place_new", "process_running", "remove
 _STAGED = re.compile(r"^\..+\.blockimage-(\d+)-[0-9a-f]{8}\.tmp$")
 
 
-def stage_file(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a new staging file beside ``path`` (fsync'd); the caller moves it."""
+def stage_file(path: Path, data: bytes, *, mode: int = 0o666) -> Path:
+    """Write ``data`` to a new staging file beside ``path`` (fsync'd); the caller moves it.
+    ``mode`` is the new file's permission bits before the umask (0o600: private)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.blockimage-{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -38,10 +39,10 @@ def stage_file(path: Path, data: bytes) -> Path:
     return staged
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> None:
     """Replace ``path`` with ``data`` through a staging file and a rename (for files that are
-    meant to be replaced: a report, a fetched copy, the node's own config)."""
-    staged = stage_file(path, data)
+    meant to be replaced: a report, a fetched copy, the node's own config, the token list)."""
+    staged = stage_file(path, data, mode=mode)
     try:
         os.replace(staged, path)
     except BaseException:

@@ -39,6 +39,8 @@ __all__ = [
     "WORK_SIDE",
     "DecodedImage",
     "InvalidImageError",
+    "UnsupportedImageError",
+    "ImageTooLargeError",
     "decode_image",
     "encode_image",
     "media_type_of",
@@ -74,6 +76,14 @@ _MEDIA_TYPES = {
 
 class InvalidImageError(InvalidInputError):
     """The input is not an image we accept: unreadable, truncated, unsupported or too large."""
+
+
+class UnsupportedImageError(InvalidImageError):
+    """The input is not an image of an accepted format (sniffed from its bytes)."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The input is over a limit: file size, pixel count, or pixels per byte (a bomb)."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,7 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=None)
     except UnidentifiedImageError:
-        raise InvalidImageError("not an image (unrecognised file format)") from None
+        raise UnsupportedImageError("not an image (unrecognised file format)") from None
     except Image.DecompressionBombError as exc:
         raise _too_large(str(exc), max_pixels) from None
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
@@ -189,11 +199,13 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         raise InvalidImageError(f"unreadable image: {exc}") from None
     fmt = image.format or ""
     width, height = image.size
-    problem = None
+    problem: str | None = None
+    kind: type[InvalidImageError] = ImageTooLargeError
     if fmt not in ALLOWED_FORMATS:
         problem = f"unsupported image format {fmt or 'unknown'}; accepted: JPEG, PNG, WebP, TIFF"
+        kind = UnsupportedImageError
     elif width <= 0 or height <= 0:
-        problem = "image has no pixels"
+        problem, kind = "image has no pixels", InvalidImageError
     elif width * height > max_pixels:
         problem = (
             f"image too large: {width}x{height} = {width * height:,} pixels, "
@@ -210,7 +222,7 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         )
     if problem:
         image.close()
-        raise InvalidImageError(problem)
+        raise kind(problem)
     return image
 
 
@@ -218,7 +230,7 @@ def _too_large(pillow_message: str, max_pixels: int) -> InvalidImageError:
     # Pillow refuses images above twice its own limit while reading the header.
     found = re.search(r"\((\d+) pixels\)", pillow_message)
     size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-    return InvalidImageError(f"image too large: {size}, limit is {max_pixels:,}")
+    return ImageTooLargeError(f"image too large: {size}, limit is {max_pixels:,}")
 
 
 def _is_lossless(fmt: str, data: bytes) -> bool:

@@ -20,6 +20,7 @@ from .imaging import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
     DecodedImage,
+    ImageTooLargeError,
     InvalidImageError,
     decode_image,
     probe_image,
@@ -54,7 +55,7 @@ def load_image(
     if isinstance(source, np.ndarray):
         pixels = rgb_from_array(source)
         if pixels.shape[0] * pixels.shape[1] > max_pixels:
-            raise InvalidImageError(
+            raise ImageTooLargeError(
                 f"array too large: {pixels.shape[1]}x{pixels.shape[0]}, limit is {max_pixels:,} "
                 "pixels"
             )
@@ -64,11 +65,13 @@ def load_image(
         _check_size(len(data), "input", max_file_bytes)
         return LoadedImage(data, decode_image(data, max_pixels=max_pixels), None)
     path = Path(source)
-    data = read_file(path, max_bytes=max_file_bytes, error=InvalidImageError)
+    data = read_file(
+        path, max_bytes=max_file_bytes, error=InvalidImageError, too_large=ImageTooLargeError
+    )
     try:
         image = decode_image(data, max_pixels=max_pixels)
     except InvalidImageError as exc:
-        raise InvalidImageError(f"{path}: {exc}") from None
+        raise type(exc)(f"{path}: {exc}") from None
     return LoadedImage(data, image, path)
 
 
@@ -81,18 +84,25 @@ def probe_file(
     """Refuse ``path`` now if :func:`load_image` would refuse it before decoding (missing,
     special, too large, not an accepted image by its header): what a batch checks for every
     input before it starts, so that a bad input is reported before anything is written."""
-    data = read_file(path, max_bytes=max_file_bytes, error=InvalidImageError)
+    data = read_file(
+        path, max_bytes=max_file_bytes, error=InvalidImageError, too_large=ImageTooLargeError
+    )
     try:
         probe_image(data, max_pixels=max_pixels)
     except InvalidImageError as exc:
-        raise InvalidImageError(f"{path}: {exc}") from None
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def read_file(
-    path: Path, *, max_bytes: int, error: type[InvalidInputError] = InvalidInputError
+    path: Path,
+    *,
+    max_bytes: int,
+    error: type[InvalidInputError] = InvalidInputError,
+    too_large: type[InvalidInputError] | None = None,
 ) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``, checked before reading (a device
-    such as ``/dev/zero`` or a FIFO is refused, not read); ``error`` says what is wrong."""
+    such as ``/dev/zero`` or a FIFO is refused, not read); ``error`` says what is wrong,
+    ``too_large`` (default ``error``) that the file is over ``max_bytes``."""
     try:
         if not path.is_file():
             if path.is_dir():
@@ -102,7 +112,9 @@ def read_file(
             raise error(f"{path}: not a regular file")
         size = path.stat().st_size
         if size > max_bytes:
-            raise error(f"{path}: file too large ({size:,} bytes, limit {max_bytes:,})")
+            raise (too_large or error)(
+                f"{path}: file too large ({size:,} bytes, limit {max_bytes:,})"
+            )
         return path.read_bytes()
     except PermissionError:
         raise error(f"{path}: permission denied") from None
@@ -112,4 +124,4 @@ def read_file(
 
 def _check_size(size: int, what: str, limit: int) -> None:
     if size > limit:
-        raise InvalidImageError(f"{what}: file too large ({size:,} bytes, limit {limit:,})")
+        raise ImageTooLargeError(f"{what}: file too large ({size:,} bytes, limit {limit:,})")

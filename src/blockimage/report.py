@@ -3,6 +3,8 @@
 One file, images inline as data URIs, no scripts, printable: the verdict and its evidence, the
 suspect beside the registered original and a heat map of the differences with the changed
 regions boxed, the signed record, its ledger proof and its history. Pure: evidence in, text out.
+The web page (:mod:`blockimage.web`) shows the same body (:func:`render_body`) with the same
+style sheet (:data:`REPORT_CSS`), with copy buttons beside the ids.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from datetime import datetime, timezone
 
 import cv2
@@ -19,15 +22,32 @@ from PIL import Image
 from .records import FabricProof, LogProof, Record, Verdict
 from .verification import Evidence
 
-__all__ = ["render_report"]
+__all__ = ["REPORT_CSS", "render_body", "render_report"]
 
-_COLOURS = {
-    "authentic": "#1b7f3b",
-    "benign": "#2b6cb0",
-    "tampered": "#b91c1c",
-    "unknown": "#6b7280",
-}
 _THUMB = 900
+
+# One style sheet for the report and the page. Badge colours keep white text above 4.5:1
+# contrast (WCAG AA).
+REPORT_CSS = """
+.verdict { display: inline-block; padding: .3em .9em; border-radius: .4em; color: #fff;
+  font-size: 1.6em; font-weight: 700; letter-spacing: .05em; }
+.verdict-authentic { background: #1b7f3b; } .verdict-benign { background: #2b6cb0; }
+.verdict-tampered { background: #b91c1c; } .verdict-unknown { background: #4b5563; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; flex: 1 1 280px; min-width: 0; }
+figure img { width: 100%; border: 1px solid #ccc; }
+figcaption { font-size: .85em; color: #374151; }
+table { border-collapse: collapse; margin: .5em 0 1em; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+code, pre { font-size: .8em; word-break: break-all; white-space: pre-wrap; }
+ol.timeline { list-style: none; padding-left: 1.2em; border-left: 3px solid #9ca3af; }
+ol.timeline li { margin: 0 0 .8em; position: relative; }
+ol.timeline li::before { content: ""; position: absolute; left: -1.75em; top: .35em;
+  width: .8em; height: .8em; border-radius: 50%; background: #374151; }
+ol.timeline time { font-weight: 600; }
+button.copy { font-size: .75em; margin-left: .4em; }
+@media print { figure { break-inside: avoid; } button.copy { display: none; } }
+"""
 
 
 def _data_uri(pixels: np.ndarray, *, quality: int = 88) -> str:
@@ -53,20 +73,25 @@ def _overlay(evidence: Evidence) -> np.ndarray | None:
     return out
 
 
-def _row(name: str, value: object, *, mono: bool = False) -> str:
+def _row(name: str, value: object, *, mono: bool = False, copy: bool = False) -> str:
     text = html.escape(str(value))
     cell = f"<code>{text}</code>" if mono else text
-    return f"<tr><th>{html.escape(name)}</th><td>{cell}</td></tr>"
+    if copy:  # the page's script copies data-copy; the report has no script and no button
+        cell += (
+            f'<button type="button" class="copy" data-copy="{text}" '
+            f'aria-label="Copy {html.escape(name)}">Copy</button>'
+        )
+    return f'<tr><th scope="row">{html.escape(name)}</th><td>{cell}</td></tr>'
 
 
-def _record_table(record: Record) -> str:
+def _record_table(record: Record, *, copy: bool = False) -> str:
     rows = [
-        _row("Record id", record.record_id, mono=True),
+        _row("Record id", record.record_id, mono=True, copy=copy),
         _row("Owner", record.owner),
         _row("Owner key (Ed25519)", record.owner_key, mono=True),
         _row("Registered", record.created_at),
         _row("Size", f"{record.width} x {record.height} ({record.media_type})"),
-        _row("IPFS CID", record.cid, mono=True),
+        _row("IPFS CID", record.cid, mono=True, copy=copy),
         _row("SHA-256 of file", record.sha256_file, mono=True),
         _row("SHA-256 of pixels", record.sha256_pixels, mono=True),
         _row("SHA-256 of submitted file", record.original_sha256_file, mono=True),
@@ -99,10 +124,32 @@ def _similarity(verdict: Verdict) -> str:
 
 
 def render_report(evidence: Evidence, *, suspect_name: str = "suspect image") -> str:
-    """The HTML report of one verification."""
+    """The HTML report of one verification: one file, no scripts."""
     v = evidence.verdict
-    colour = _COLOURS[v.verdict]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>BlockImage verification: {v.verdict}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #111;
+  padding: 0 1em; }}
+{REPORT_CSS}
+</style></head><body>
+<h1>Image verification report</h1>
+<p>{html.escape(suspect_name)} &middot; verified {now} by BlockImage</p>
+{render_body(evidence, suspect_name=suspect_name)}
+</body></html>
+"""
+
+
+def render_body(
+    evidence: Evidence, *, suspect_name: str = "suspect image", copy: bool = False
+) -> str:
+    """The report's content (an HTML fragment, styled by :data:`REPORT_CSS`): the badge, the
+    evidence, the images, the regions, the record, its proof and its history as a timeline.
+    ``copy`` adds copy buttons beside the record id, the CID and the proof (for the page)."""
+    v = evidence.verdict
     figures = [("Suspect: " + suspect_name, evidence.suspect)]
     if evidence.original is not None:
         figures.append(("Registered original (fetched from storage)", evidence.original))
@@ -127,65 +174,48 @@ def render_report(evidence: Evidence, *, suspect_name: str = "suspect image") ->
             )
             + "</table>"
         )
-    record_html = proof_html = history_html = ""
+    record_html = proof_html = ""
     if v.record is not None:
-        record_html = "<h2>Registered record</h2>" + _record_table(v.record.record)
+        record_html = "<h2>Registered record</h2>" + _record_table(v.record.record, copy=copy)
         log = v.record.log
         proof_html = (
             _fabric_proof_html(log) if isinstance(log, FabricProof) else _log_proof_html(log)
         )
-    if v.history:
-        history_html = (
-            "<h2>Provenance history</h2><table><tr><th>Registered</th>"
-            "<th>Record</th><th>Owner</th><th>Relation</th></tr>"
-            + "".join(
-                f"<tr><td>{html.escape(r.created_at)}</td><td><code>{r.record_id}"
-                f"</code></td><td>{html.escape(r.owner)}</td><td>"
-                + (f"derived from <code>{r.parent}</code>" if r.parent else "original")
-                + "</td></tr>"
-                for r in v.history
+        if copy:
+            proof_json = html.escape(json.dumps(log.to_dict()))
+            proof_html += (
+                f'<p><button type="button" class="copy" data-copy="{proof_json}">'
+                "Copy the proof (JSON)</button></p>"
             )
-            + "</table>"
-        )
-    if v.events:
-        history_html += (
-            "<h2>Transfers and notes</h2><table><tr><th>When</th><th>Event</th></tr>"
-            + "".join(
-                f"<tr><td>{html.escape(str(e.get('at') or ''))}</td><td>"
-                + (
-                    f"transfer to {html.escape(e['to'])} (key <code>{e['to_key']}</code>)"
-                    if e["kind"] == "transfer"
-                    else f"note: {html.escape(e['note'])}"
-                )
-                + "</td></tr>"
-                for e in v.events
-            )
-            + "</table>"
-        )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>BlockImage verification: {v.verdict}</title>
-<style>
-body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #111; }}
-.verdict {{ display: inline-block; padding: .3em .9em; border-radius: .4em; color: #fff;
-  background: {colour}; font-size: 1.6em; font-weight: 700; letter-spacing: .05em; }}
-.figures {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-figure {{ margin: 0; flex: 1 1 320px; }} figure img {{ width: 100%; border: 1px solid #ccc; }}
-figcaption {{ font-size: .85em; color: #444; }}
-table {{ border-collapse: collapse; margin: .5em 0 1em; }}
-th, td {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }}
-code, pre {{ font-size: .8em; word-break: break-all; white-space: pre-wrap; }}
-@media print {{ body {{ margin: 0; }} figure {{ break-inside: avoid; }} }}
-</style></head><body>
-<h1>Image verification report</h1>
-<p>{html.escape(suspect_name)} &middot; verified {now} by BlockImage</p>
-<p><span class="verdict">{v.verdict.upper()}</span>
-{f" &middot; matched by {html.escape(v.matched_by)}" if v.matched_by else ""}</p>
+    matched = f" &middot; matched by {html.escape(v.matched_by)}" if v.matched_by else ""
+    return f"""<p><span class="verdict verdict-{v.verdict}" role="status">{v.verdict.upper()}</span>
+{matched}</p>
 <h2>Evidence</h2><ul>{evidence_items}</ul>{_similarity(v)}
 <div class="figures">{figure_html}</div>
-{regions}{record_html}{proof_html}{history_html}
-</body></html>
-"""
+{regions}{record_html}{proof_html}{_timeline(v)}"""
+
+
+def _timeline(v: Verdict) -> str:
+    """The provenance history, oldest first: registrations, then transfers and notes."""
+    if not v.history and not v.events:
+        return ""
+    items = [
+        f"<li><time>{html.escape(r.created_at)}</time> "
+        + ("derived from <code>" + html.escape(r.parent) + "</code>" if r.parent else "registered")
+        + f" by {html.escape(r.owner)} as <code>{html.escape(r.record_id)}</code></li>"
+        for r in v.history
+    ]
+    items += [
+        f"<li><time>{html.escape(str(e.get('at') or ''))}</time> "
+        + (
+            f"transferred to {html.escape(e['to'])} (key <code>{html.escape(e['to_key'])}</code>)"
+            if e["kind"] == "transfer"
+            else f"note: {html.escape(e['note'])}"
+        )
+        + "</li>"
+        for e in v.events
+    ]
+    return '<h2>Provenance history</h2><ol class="timeline">' + "".join(items) + "</ol>"
 
 
 def _log_proof_html(log: LogProof) -> str:
