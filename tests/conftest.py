@@ -162,3 +162,87 @@ def fabric(tmp_path_factory):
     network = FabricNetwork(tmp_path_factory.mktemp("fabric"))
     yield network
     network.stop()
+
+
+class Server:
+    """`blockimage serve` in its own process, on a free loopback port, until stopped."""
+
+    def __init__(self, home: Path, log: Path, *args: str, env: dict[str, str] | None = None):
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.home, self.log = home, log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "blockimage", "--home", str(home), "serve",
+             "--port", str(self.port), *args],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("wb"),
+            env={**os.environ, **(env or {})},
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"serve did not answer in {timeout} s: {self.log.read_text()}")
+
+    def wait_workers(self, count: int, timeout: float = 120) -> None:
+        """Until ``count`` image workers said they are ready (models loaded)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.log.read_text().count("image worker") < count:
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, photos):
+    """One service for the API, schema and browser tests: a home with one registered photo
+    (astronaut, owner alice), tokens for alice and bob, 2 workers, a 2 MB upload cap."""
+    import json
+
+    from click.testing import CliRunner
+
+    from blockimage.cli import cli
+
+    root = tmp_path_factory.mktemp("serve")
+    home = root / "home"
+    runner = CliRunner()
+    tokens = {}
+    for owner in ("alice", "bob"):
+        out = runner.invoke(cli, ["--home", str(home), "--json", "token", "create", "--owner", owner])
+        assert out.exit_code == 0, out.output
+        tokens[owner] = json.loads(out.stdout)["token"]
+    with Node(home) as node:
+        receipt = node.register(photos["astronaut"], owner="alice", out=root)
+        operator = node.keys.api_token()
+    srv = Server(home, root / "serve.log", "--workers", "2", "--max-upload", "2")
+    srv.tokens, srv.receipt, srv.operator = tokens, receipt, operator
+    yield srv
+    srv.stop()

@@ -31,6 +31,7 @@ def serve(
     from .service import Service
 
     logging.basicConfig(level=logging.INFO, format="blockimage: %(message)s")
+    _Server = _server_class()
     service = Service(home, workers=workers, queue=queue, max_upload_bytes=max_upload_bytes)
     try:
         config = uvicorn.Config(
@@ -42,7 +43,7 @@ def serve(
             timeout_graceful_shutdown=graceful_seconds,
             lifespan="on",
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         logging.getLogger("blockimage.serve").info(
             "serving %s on http://%s:%d with %d image workers",
             service.home,
@@ -52,4 +53,29 @@ def serve(
         )
         server.run()
     finally:
-        service.close()
+        service.close()  # waits for the image workers, removes the uploads folder
+
+
+def _server_class() -> type:
+    import contextlib
+    import signal
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that SIGINT / SIGTERM end ``run()`` after the graceful
+        shutdown instead of being raised again (which would kill the process before the
+        image workers and the uploads folder are cleaned up), so that ``serve`` exits 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server

@@ -440,7 +440,9 @@ def create_app(service: Service) -> ASGIApp:
     )
     async def healthz() -> Response:
         size = await service.read(service.node.ledger.size)
-        return JSONResponse({"status": "ok", "records": size})
+        pool = service.pool
+        work_state = {"workers": pool.workers, "active": pool.active, "capacity": pool.capacity}
+        return JSONResponse({"status": "ok", "records": size, "image_work": work_state})
 
     # -- the page -------------------------------------------------------------------------------
     async def recent() -> list[dict[str, str]]:

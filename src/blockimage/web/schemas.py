@@ -32,9 +32,11 @@ def components() -> dict[str, Any]:
         schema = TypeAdapter(model).json_schema(ref_template=REF, mode="serialization")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    # to_dict writes every field, defaults included (but a version 1 record's version):
+    for name in ("Record", "Similarity", "Region", "Verdict"):
+        schemas[name]["required"] = [n for n in schemas[name]["properties"] if n != "version"]
     # Where to_dict differs from the dataclass:
     record = schemas["Record"]
-    record["required"] = [n for n in record["required"] if n != "version"]  # absent in v1
     record["properties"]["version"] = {"type": "integer", "enum": [2]}
     for proof in ("LogProof", "FabricProof"):
         schemas[proof]["properties"]["leaf"] = dict(
@@ -98,8 +100,21 @@ def components() -> dict[str, Any]:
     }
     schemas["Health"] = {
         "type": "object",
-        "properties": {"status": {"const": "ok"}, "records": {"type": "integer"}},
-        "required": ["status", "records"],
+        "properties": {
+            "status": {"const": "ok"},
+            "records": {"type": "integer", "description": "ledger leaves"},
+            "image_work": {
+                "type": "object",
+                "description": "worker processes, requests being served or waiting, places",
+                "properties": {
+                    "workers": {"type": "integer"},
+                    "active": {"type": "integer"},
+                    "capacity": {"type": "integer"},
+                },
+                "required": ["workers", "active", "capacity"],
+            },
+        },
+        "required": ["status", "records", "image_work"],
     }
     schemas["Error"] = {
         "type": "object",
