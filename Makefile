@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup).
-.PHONY: setup kubo fabric demo test bench bench-setup lint
+.PHONY: setup kubo fabric browser demo test bench bench-setup lint
 
 setup:
 	./scripts/setup
@@ -13,10 +13,14 @@ kubo:
 fabric:
 	./scripts/fabric-network.sh build
 
+# Debian's Chromium for the page's end-to-end test (Playwright drives it; no browser download).
+browser:
+	./scripts/browser.sh install >/dev/null
+
 demo: setup
 	.venv/bin/blockimage demo
 
-test: setup kubo fabric
+test: setup kubo fabric browser
 	.venv/bin/python -m pytest -q
 
 # Benchmark extras: more photos (scikit-learn, matplotlib; Debian's opencv-doc if installed) and

@@ -179,8 +179,17 @@ class Server:
         self.home, self.log = home, log
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "blockimage", "--home", str(home), "serve",
-             "--port", str(self.port), *args],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "blockimage",
+                "--home",
+                str(home),
+                "serve",
+                "--port",
+                str(self.port),
+                *args,
+            ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=log.open("wb"),
             env={**os.environ, **(env or {})},
@@ -236,7 +245,9 @@ def server(tmp_path_factory, photos):
     runner = CliRunner()
     tokens = {}
     for owner in ("alice", "bob"):
-        out = runner.invoke(cli, ["--home", str(home), "--json", "token", "create", "--owner", owner])
+        out = runner.invoke(
+            cli, ["--home", str(home), "--json", "token", "create", "--owner", owner]
+        )
         assert out.exit_code == 0, out.output
         tokens[owner] = json.loads(out.stdout)["token"]
     with Node(home) as node:

@@ -17,11 +17,11 @@ LAYERS = [
     {"records", "imaging", "fingerprint", "quality", "keypoints", "watermark", "compare"}
     | {"analysis", "evaluation"},
     # state and I/O at the edges: settings, keys, files, inputs, backends, bundles
-    {"config", "files", "keys", "inputs", "storage", "ledger", "bundle"},
+    {"config", "files", "keys", "tokens", "inputs", "storage", "ledger", "bundle"},
     {"matchers"},
     {"registration", "verification", "report"},
     {"node", "batch"},
-    {"cli", "demo", "__main__", "__init__"},
+    {"cli", "demo", "web", "__main__", "__init__"},
 ]
 LAYER_OF = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 

@@ -56,8 +56,12 @@ def records(server) -> int:
 
 def log_key(server) -> tuple[str, bytes]:
     """(origin, key) from `blockimage log-key`, as a third party would be given it."""
-    done = subprocess.run([sys.executable, "-m", "blockimage", "--home", str(server.home), "log-key"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "blockimage", "--home", str(server.home), "log-key"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return parse_verifier_key(done.stdout)
 
 
@@ -68,8 +72,15 @@ def photo_pixels(photos, name: str) -> np.ndarray:
 # -- the routes of the contract -------------------------------------------------------------------
 def test_openapi_documents_every_route_with_the_data_model(server):
     doc = httpx.get(server.url + "/openapi.json").json()
-    for route in ("/api/verify", "/api/register", "/api/records/{record_id}",
-                  "/api/ipfs/{cid}", "/api/checkpoint", "/api/consistency", "/healthz"):  # fmt: skip
+    for route in (
+        "/api/verify",
+        "/api/register",
+        "/api/records/{record_id}",
+        "/api/ipfs/{cid}",
+        "/api/checkpoint",
+        "/api/consistency",
+        "/healthz",
+    ):
         assert route in doc["paths"], route
     schemas = doc["components"]["schemas"]
     verdict = schemas["Verdict"]["properties"]
@@ -124,8 +135,12 @@ def test_checkpoint_and_consistency_proofs_check_against_the_log_key(server, pho
     assert old.tree_size == first["tree_size"] >= 1
     # one more record, then prove the old tree is a prefix of the new one
     jpeg = jpeg_bytes(photo_pixels(photos, "rocket"), 90)
-    got = httpx.post(server.url + "/api/register", files=upload(jpeg, "rocket.jpg"),
-                     data={"owner": "bob"}, headers=bearer(server.tokens["bob"]))  # fmt: skip
+    got = httpx.post(
+        server.url + "/api/register",
+        files=upload(jpeg, "rocket.jpg"),
+        data={"owner": "bob"},
+        headers=bearer(server.tokens["bob"]),
+    )
     assert got.status_code == 200, got.text
     note = httpx.get(server.url + "/api/checkpoint").json()["checkpoint"]
     new = open_log_checkpoint(note, key, origin=origin)
@@ -138,7 +153,7 @@ def test_checkpoint_and_consistency_proofs_check_against_the_log_key(server, pho
     assert bad.status_code == 400 and "OLD_SIZE" in bad.json()["error"]
 
 
-# -- who may write ----------------------------------------------------------------------------------
+# -- who may write ---------------------------------------------------------------------------
 def test_registering_needs_the_owners_own_token(server, photos):
     image = upload(jpeg_bytes(photo_pixels(photos, "coffee"), 90), "coffee.jpg")
     before = records(server)
@@ -148,17 +163,21 @@ def test_registering_needs_the_owners_own_token(server, photos):
     assert "token" in none.json()["error"]
     wrong = server.tokens["alice"][:-4] + "AAAA"
     for token in (wrong, "bit_000000000000_" + "A" * 43, server.operator[:-1], "x"):
-        assert httpx.post(url, files=image, data={"owner": "alice"},
-                          headers=bearer(token)).status_code == 401  # fmt: skip
-    other = httpx.post(url, files=image, data={"owner": "alice"},
-                       headers=bearer(server.tokens["bob"]))  # fmt: skip
+        assert (
+            httpx.post(url, files=image, data={"owner": "alice"}, headers=bearer(token)).status_code
+            == 401
+        )
+    other = httpx.post(
+        url, files=image, data={"owner": "alice"}, headers=bearer(server.tokens["bob"])
+    )
     assert other.status_code == 403 and "only as bob" in other.json()["error"]
     assert records(server) == before  # nothing was written
     # the operator's token (keys/api_token) registers as anyone
     carol = httpx.post(url, files=image, data={"owner": "carol"}, headers=bearer(server.operator))
     assert carol.status_code == 200 and carol.json()["owner"] == "carol"
-    again = httpx.post(url, files=image, data={"owner": "alice"},
-                       headers=bearer(server.tokens["alice"]))  # fmt: skip
+    again = httpx.post(
+        url, files=image, data={"owner": "alice"}, headers=bearer(server.tokens["alice"])
+    )
     assert again.status_code == 409 and "already registered" in again.json()["error"]
 
 
@@ -168,8 +187,9 @@ def test_a_revoked_token_is_refused_at_once(server, photos):
     assert stat_mode(store.path) == 0o600 and token not in store.path.read_text()
     image = upload(jpeg_bytes(photo_pixels(photos, "chelsea"), 90), "chelsea.jpg")
     store.revoke(entry.id)
-    got = httpx.post(server.url + "/api/register", files=image, data={"owner": "dora"},
-                     headers=bearer(token))  # fmt: skip
+    got = httpx.post(
+        server.url + "/api/register", files=image, data={"owner": "dora"}, headers=bearer(token)
+    )
     assert got.status_code == 401
 
 
@@ -192,12 +212,15 @@ def test_token_commands_show_a_token_once_and_keep_only_its_hash(tmp_path):
     assert doc["token"] not in (tmp_path / "h" / "keys" / "api_tokens.json").read_text()
     assert TokenStore(tmp_path / "h" / "keys").owner_of(doc["token"]) == "ann"
     revoked = CliRunner().invoke(cli, ["--home", home, "token", "revoke", doc["id"]])
-    assert revoked.exit_code == 0 and TokenStore(tmp_path / "h" / "keys").owner_of(doc["token"]) is None
+    assert (
+        revoked.exit_code == 0
+        and TokenStore(tmp_path / "h" / "keys").owner_of(doc["token"]) is None
+    )
     again = CliRunner().invoke(cli, ["--home", home, "token", "revoke", doc["id"]])
     assert again.exit_code == 1 and again.stderr.startswith("blockimage: error: no token")
 
 
-# -- limits and hostile uploads ---------------------------------------------------------------------
+# -- limits and hostile uploads ----------------------------------------------------------------
 def bomb_png() -> bytes:
     out = io.BytesIO()
     Image.new("1", (9999, 9999)).save(out, "PNG", optimize=True)
@@ -243,8 +266,13 @@ def test_hostile_uploads_are_one_json_error_with_their_status(server, name):
     data, status = HOSTILE[name]
     before = records(server)
     for route, extra in (("/api/verify", {}), ("/api/register", {"owner": "alice"})):
-        got = httpx.post(server.url + route, files=upload(data, "x.png"), data=extra,
-                         headers=bearer(server.tokens["alice"]), timeout=60)  # fmt: skip
+        got = httpx.post(
+            server.url + route,
+            files=upload(data, "x.png"),
+            data=extra,
+            headers=bearer(server.tokens["alice"]),
+            timeout=60,
+        )
         assert got.status_code == status, (route, got.text)
         assert list(got.json()) == ["error"] and "Traceback" not in got.text
         assert "blockimage-uploads" not in got.text  # names the upload, not the server's file
@@ -263,14 +291,17 @@ def test_uploads_over_the_cap_are_413_before_and_while_reading(server):
     assert got.status_code == 413 and "2,097,152" in got.json()["error"]
 
     def chunks():  # no Content-Length: the cap is counted while reading
-        boundary = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+        boundary = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
         yield boundary
         for _ in range(48):
             yield b"\0" * 65536
         yield b"\r\n--b--\r\n"
 
-    streamed = httpx.post(server.url + "/api/verify", content=chunks(),
-                          headers={"content-type": "multipart/form-data; boundary=b"})  # fmt: skip
+    streamed = httpx.post(
+        server.url + "/api/verify",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
     assert streamed.status_code == 413
     assert not list_uploads(server)
 
@@ -290,9 +321,12 @@ def test_malformed_requests_are_json_errors(server):
     missing = httpx.post(url, data={"other": "x"}, files={"other_file": ("a", b"b")})
     assert missing.status_code == 422 and "'file'" in missing.json()["error"]
     assert httpx.post(url + "?report=pdf", files=upload(b"x")).status_code == 422
-    bad_parent = httpx.post(server.url + "/api/register", files=upload(b"x"),
-                            data={"owner": "alice", "parent": "../../x"},
-                            headers=bearer(server.tokens["alice"]))  # fmt: skip
+    bad_parent = httpx.post(
+        server.url + "/api/register",
+        files=upload(b"x"),
+        data={"owner": "alice", "parent": "../../x"},
+        headers=bearer(server.tokens["alice"]),
+    )
     assert bad_parent.status_code in (415, 422)
 
 
@@ -314,9 +348,11 @@ def test_malformed_requests_are_json_errors(server):
 def test_ids_and_cids_that_try_path_tricks_are_404(server, path):
     got = httpx.get(server.url + path)
     assert got.status_code == 404, got.text
-    assert b"PRIVATE KEY" not in got.content and got.json()["error"] if got.headers.get(
-        "content-type", ""
-    ).startswith("application/json") else True
+    assert (
+        b"PRIVATE KEY" not in got.content and got.json()["error"]
+        if got.headers.get("content-type", "").startswith("application/json")
+        else True
+    )
 
 
 def test_the_page_works_without_javascript(server):
@@ -349,16 +385,25 @@ def test_eight_clients_registering_and_verifying_at_once(server, photos):
         with httpx.Client(base_url=server.url, timeout=120) as client:
             if kind == "verify":
                 return kind, client.post("/api/verify", files=upload(data))
-            return kind, client.post("/api/register", files=upload(data, "m.jpg"),
-                                     data={"owner": owner}, headers=bearer(server.tokens[owner]))  # fmt: skip
+            return kind, client.post(
+                "/api/register",
+                files=upload(data, "m.jpg"),
+                data={"owner": owner},
+                headers=bearer(server.tokens[owner]),
+            )
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(call, jobs))
-    registered = [r.json()["record_id"] for kind, r in results if kind == "register" and r.status_code == 200]
+    registered = [
+        r.json()["record_id"] for kind, r in results if kind == "register" and r.status_code == 200
+    ]
     duplicates = [r for kind, r in results if kind == "register" and r.status_code == 409]
     assert len(registered) == 4 and len(duplicates) == 4, [r.text for _, r in results]
-    assert all(r.status_code == 200 and r.json()["verdict"] == "authentic"
-               for kind, r in results if kind == "verify")  # fmt: skip
+    assert all(
+        r.status_code == 200 and r.json()["verdict"] == "authentic"
+        for kind, r in results
+        if kind == "verify"
+    )
     with Node(server.home) as node:  # raises AuditFailure at the first fault
         report = node.audit()
         assert report.records_checked == report.cids_checked >= 5
@@ -407,8 +452,10 @@ def test_serve_refuses_a_broken_home_in_one_line(tmp_path, photos):
     (home / "keys" / "node.key").write_bytes(b"garbage")
     done = subprocess.run(
         [sys.executable, "-m", "blockimage", "--home", str(home), "serve", "--port", "0"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and done.stderr.startswith("blockimage: error: ")
     assert done.stderr.count("\n") == 1
 
@@ -416,6 +463,10 @@ def test_serve_refuses_a_broken_home_in_one_line(tmp_path, photos):
 def test_nothing_is_left_in_the_home_by_refused_requests(server, photos):
     snapshot = tree_snapshot(server.home / "blocks")
     for data, _ in list(HOSTILE.values())[:3]:
-        httpx.post(server.url + "/api/register", files=upload(data), data={"owner": "alice"},
-                   headers=bearer(server.tokens["alice"]))  # fmt: skip
+        httpx.post(
+            server.url + "/api/register",
+            files=upload(data),
+            data={"owner": "alice"},
+            headers=bearer(server.tokens["alice"]),
+        )
     assert tree_snapshot(server.home / "blocks") == snapshot

@@ -39,6 +39,7 @@ from ..errors import (
     BlockImageError,
     DuplicateContentError,
     InvalidInputError,
+    WatermarkNotRecoverableError,
 )
 from ..imaging import ImageTooLargeError, InvalidImageError, UnsupportedImageError
 from ..inputs import probe_file
@@ -48,6 +49,7 @@ from ..records import RECORD_ID_RE, verify_record_signature
 from ..report import REPORT_CSS
 from ..storage import ContentNotFoundError, StorageError
 from ..tokens import ANY_OWNER
+from ..watermark import WatermarkCapacityError
 from . import work
 from .schemas import components, json_response, ref
 from .service import Service, ServiceBusyError
@@ -64,16 +66,14 @@ _CSP = (
 )
 
 
-class _TooLarge(HTTPException):
-    pass
-
-
 def _status(exc: BlockImageError) -> int:
     """The HTTP status of a refusal (README: The service, errors)."""
     for kind, status in (
         (ImageTooLargeError, 413),
         (UnsupportedImageError, 415),
         (InvalidImageError, 422),
+        (WatermarkCapacityError, 422),  # too small to carry the mark
+        (WatermarkNotRecoverableError, 422),  # almost uniform: the mark does not hold
         (DuplicateContentError, 409),
         (RecordNotFoundError, 404),
         (ContentNotFoundError, 404),
@@ -126,7 +126,7 @@ class _Guard:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge(413, self._too_large())
+                raise HTTPException(413, self._too_large())  # out of request.form()
             return message
 
         async def tracked(message: Message) -> None:
@@ -356,6 +356,7 @@ def create_app(service: Service) -> ASGIApp:
             200: json_response("Receipt", "the receipt (README: Receipt)"),
             401: json_response("Error", "no valid token"),
             403: json_response("Error", "the token is another owner's"),
+            404: json_response("Error", "the parent record does not exist"),
             409: json_response("Error", "the image (or a copy of it) is registered already"),
             **errors,
         },
@@ -497,6 +498,7 @@ def create_app(service: Service) -> ASGIApp:
 
     @app.post("/register", include_in_schema=False)
     async def page_register(request: Request) -> Response:
+        values: dict[str, str | None] = {}
         try:
             async with upload(request, "owner", "parent", "token") as (path, _, values):
                 token_owner = service.tokens.owner_of(values["token"] or "")
@@ -506,8 +508,10 @@ def create_app(service: Service) -> ASGIApp:
                 receipt = await register_upload(path, owner, values["parent"])
         except (BlockImageError, HTTPException) as exc:
             status, message = _page_error(exc)
-            return await page(status, register_error=message, open_register=True)
-        return await page(receipt=receipt, open_register=True)
+            return await page(
+                status, register_error=message, open_register=True, owner=values.get("owner")
+            )
+        return await page(receipt=receipt, open_register=True, owner=values.get("owner"))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
