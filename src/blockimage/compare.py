@@ -158,16 +158,27 @@ def _fit_tone(src: np.ndarray, dst: np.ndarray, valid: np.ndarray) -> np.ndarray
         coef = _least_squares(design[keep], y[keep, c])
         luts = [coef[j] * v for j in range(3)]
         luts[c] = luts[c] + coef[3] + coef[4] * v**2 + coef[5] * v**3
-
-        def predict(px: np.ndarray, luts: list[np.ndarray] = luts) -> np.ndarray:
-            return (
-                np.clip(luts[0][px[..., 0]] + luts[1][px[..., 1]] + luts[2][px[..., 2]], 0, 1)
-                * 255.0
-            )
-
-        knots, values = _monotone_medians(predict(sample_src), sample_dst[:, c])
-        out[:, :, c] = np.interp(predict(src), knots, values)
+        table = np.stack(luts, axis=1) * 255.0  # 256 x 3: each channel's share of the output
+        knots, values = _monotone_medians(_predict(sample_src, table), sample_dst[:, c])
+        out[:, :, c] = _piecewise_linear(_predict(src, table.astype(np.float32)), knots, values)
     return out
+
+
+def _predict(px: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """sum_j table[px[..., j], j], clipped to [0, 255]: one channel of the colour transform,
+    by lookup tables (OpenCV's LUT and channel sum: a few ms for a work image)."""
+    flat = np.ascontiguousarray(px).reshape(-1, 1, 3)
+    looked = cv2.LUT(flat, table.reshape(256, 1, 3).astype(table.dtype))
+    summed = cv2.transform(looked, np.ones((1, 3), table.dtype))
+    return np.clip(summed.reshape(px.shape[:-1]), 0, 255)
+
+
+def _piecewise_linear(x: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.interp(x, knots, values)`` for x in [0, 255], through a table at 1/64 of a grey
+    level (within 0.01 grey levels of it for the slopes a tone curve has; ~4x faster)."""
+    steps = 64
+    grid = np.interp(np.arange(255 * steps + 1) / steps, knots, values).astype(np.float32)
+    return grid[np.rint(x * steps).astype(np.int32)]
 
 
 def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -185,19 +196,26 @@ def _monotone_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.n
     """A monotone curve predicted -> observed: per-bin medians of *paired* values.
 
     Pairs (not histograms) keep it robust: a local edit is a minority of the pixels in almost
-    every bin, whereas it shifts every quantile of a histogram after it.
+    every bin, whereas it shifts every quantile of a histogram after it. The bins are ranges of
+    ``predicted``, so one sort of it groups them and gives their medians; ``observed`` holds
+    whole grey levels, so a 32 x 256 count gives theirs (both exactly ``np.median``'s).
     """
     edges = np.linspace(0, 255, 33)
-    which = np.clip(np.digitize(predicted, edges) - 1, 0, 31)
-    # One sort groups the bins (32 boolean masks over the sample cost ~8 ms per channel).
-    order = np.argsort(which.astype(np.uint8), kind="stable")  # a radix sort
-    bounds = np.cumsum(np.bincount(which, minlength=32))
+    order = np.argsort(predicted, kind="stable")
+    ranked = predicted[order]
+    which = np.clip(np.digitize(ranked, edges) - 1, 0, 31)
+    counts = np.bincount(which, minlength=32)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    levels = np.clip(np.rint(observed[order]), 0, 255).astype(np.int64)
+    histogram = np.bincount(which * 256 + levels, minlength=32 * 256).reshape(32, 256)
+    cumulative = np.cumsum(histogram, axis=1)
     knots, values = [0.0], [0.0]
-    for start, end in zip(np.concatenate([[0], bounds[:-1]]), bounds, strict=True):
-        if end - start >= 30:
-            members = order[start:end]
-            knots.append(float(np.median(predicted[members])))
-            values.append(float(np.median(observed[members])))
+    for b in np.flatnonzero(counts >= 30):
+        n, start = int(counts[b]), int(starts[b])
+        lo, hi = (n - 1) // 2, n // 2  # the middle one or two of the bin, in rank order
+        knots.append(float((ranked[start + lo] + ranked[start + hi]) / 2))
+        below = cumulative[b]
+        values.append(float(np.searchsorted(below, lo + 1) + np.searchsorted(below, hi + 1)) / 2)
     knots.append(255.0)
     values.append(255.0)
     k, v = np.array(knots), np.maximum.accumulate(np.array(values))
