@@ -91,8 +91,8 @@ def start_server(home: Path, log: Path) -> tuple[subprocess.Popen, str, float, f
                 ready = time.perf_counter() - t0
         except httpx.TransportError:
             pass
-        workers = os.cpu_count() or 1
-        if ready is not None and log.read_text().count("image worker") >= min(workers, 2):
+        workers = len(os.sched_getaffinity(0))  # serve's default
+        if ready is not None and log.read_text().count(" ready") >= workers:
             return process, url, ready, time.perf_counter() - t0
         time.sleep(0.02)
 

@@ -215,10 +215,11 @@ class Server:
 
     def wait_workers(self, count: int, timeout: float = 120) -> None:
         """Until ``count`` image workers said they are ready (models loaded)."""
+        import re
         import time
 
         deadline = time.monotonic() + timeout
-        while self.log.read_text().count("image worker") < count:
+        while len(re.findall(r"image worker \d+ ready", self.log.read_text())) < count:
             assert time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.2)
 

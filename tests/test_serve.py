@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -444,6 +445,20 @@ def test_a_saturated_pool_answers_503_and_shutdown_finishes_requests_in_flight(t
     assert srv.process.wait(timeout=60) == 0
     log = srv.log.read_text()
     assert "Traceback" not in log and "POST /api/verify 200" in log
+
+
+def test_a_killed_worker_is_replaced(tmp_path):
+    srv = Server(tmp_path / "h", tmp_path / "log", "--workers", "1")
+    srv.wait_workers(1)
+    pid = int(re.search(r"image worker (\d+) ready", srv.log.read_text()).group(1))
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    tiny = upload(png_bytes(np.zeros((40, 40, 3), np.uint8)))
+    lost = httpx.post(srv.url + "/api/verify", files=tiny, timeout=60)
+    assert lost.status_code == 503 and lost.headers["retry-after"] == "2"
+    assert "stopped" in lost.json()["error"]
+    srv.wait_workers(2)  # the new pool's worker
+    assert httpx.post(srv.url + "/api/verify", files=tiny, timeout=60).status_code == 200
+    assert srv.stop() == 0 and "Traceback" not in srv.log.read_text()
 
 
 def test_serve_refuses_a_broken_home_in_one_line(tmp_path, photos):

@@ -52,7 +52,7 @@ from ..tokens import ANY_OWNER
 from ..watermark import WatermarkCapacityError
 from . import work
 from .schemas import components, json_response, ref
-from .service import Service, ServiceBusyError
+from .service import Service, ServiceBusyError, WorkerLostError
 
 __all__ = ["create_app"]
 
@@ -80,6 +80,7 @@ def _status(exc: BlockImageError) -> int:
         (InvalidOwnerError, 400),
         (InvalidInputError, 400),
         (ServiceBusyError, 503),
+        (WorkerLostError, 503),
         (BackendUnavailableError, 503),
         (StorageError, 503),
     ):
@@ -94,7 +95,8 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 
 def _refusal(exc: BlockImageError) -> JSONResponse:
     status = _status(exc)
-    headers = {"Retry-After": "2"} if isinstance(exc, ServiceBusyError) else {}
+    retry = isinstance(exc, ServiceBusyError | WorkerLostError)
+    headers = {"Retry-After": "2"} if retry else {}
     if status == 500:
         log.error("refused with a server fault: %s", exc)
     return _error(status, str(exc), **headers)

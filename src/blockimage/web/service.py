@@ -81,9 +81,10 @@ class ImagePool:
                 log.error("an image worker died; starting a new pool")
                 self._executor = self._start()
                 executor.shutdown(wait=False, cancel_futures=True)
+                self.warm()
             raise WorkerLostError(
                 "the image worker handling this request stopped (killed, or out of memory); "
-                "nothing was registered by it that the ledger does not show; try again"
+                "a new one is starting: try again in a few seconds"
             ) from None
         finally:
             self.active -= 1
