@@ -113,3 +113,31 @@ def test_a_slight_rotation_of_a_smooth_picture_is_found_though_the_resize_fits(p
     result = compare(decode_image(jpeg_bytes(turned)).pixels, img)
     assert result.aligned_by == "refined"
     assert result.regions == ()
+
+
+def _medians_by_masks(predicted: np.ndarray, observed: np.ndarray):
+    """The tone curve's knots the plain way: a boolean mask and np.median per bin."""
+    edges = np.linspace(0, 255, 33)
+    which = np.clip(np.digitize(predicted, edges) - 1, 0, 31)
+    knots, values = [0.0], [0.0]
+    for b in range(32):
+        members = which == b
+        if members.sum() >= 30:
+            knots.append(float(np.median(predicted[members])))
+            values.append(float(np.median(observed[members])))
+    k = np.array(knots + [255.0])
+    v = np.maximum.accumulate(np.array(values + [255.0]))
+    order = np.argsort(k, kind="stable")
+    return k[order], v[order]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_tone_curves_medians_are_exactly_numpys(seed):
+    from blockimage.compare import _monotone_medians
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(200, 40_000))
+    predicted = np.clip(rng.normal(128, 60, n), 0, 255)  # some bins empty or thin
+    observed = np.rint(np.clip(predicted * rng.uniform(0.7, 1.3) + rng.normal(0, 9, n), 0, 255))
+    got, want = _monotone_medians(predicted, observed), _medians_by_masks(predicted, observed)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

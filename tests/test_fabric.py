@@ -175,13 +175,32 @@ def test_concurrent_registrations_all_commit_in_one_log(fabric):
 
 def test_a_write_conflict_is_retried_and_the_same_record_commits_once(fabric):
     # Two submitters send the same record at the same moment: both endorsements read "no such
-    # record", both transactions land in one block, and the peer invalidates the second with
-    # an MVCC read conflict. The client retries it with a fresh proposal, which the chaincode
-    # then refuses as a duplicate. (Should the first commit before the second is endorsed, the
-    # refusal comes at once: the test repeats until it has seen a conflict.)
+    # record" (each waits for the other's endorsement before it submits, so the race is the
+    # same every time), the second transaction to commit is invalidated by an MVCC read
+    # conflict, and the client retries it with a fresh proposal, which the chaincode then
+    # refuses as a duplicate.
     ledgers = [FabricLedger(fabric.settings()) for _ in range(2)]
     conflicts: list[CommitError] = []
+    both_endorsed = threading.Barrier(2, timeout=60)
+
+    class EndorseTogether:
+        """The gateway's stub, except that the first endorsement waits for the other's."""
+
+        def __init__(self, stub):
+            self.stub, self.first = stub, True
+
+        def Endorse(self, *args, **kwargs):  # noqa: N802 (the gRPC method's name)
+            endorsed = self.stub.Endorse(*args, **kwargs)
+            if self.first:
+                self.first = False
+                both_endorsed.wait()
+            return endorsed
+
+        def __getattr__(self, name):
+            return getattr(self.stub, name)
+
     for lg in ledgers:
+        lg._gateway._stub = EndorseTogether(lg._gateway._stub)
         submit = lg._gateway.submit
 
         def spy(*args, _submit=submit, **kwargs):
@@ -192,28 +211,23 @@ def test_a_write_conflict_is_retried_and_the_same_record_commits_once(fabric):
                 raise
 
         lg._gateway.submit = spy
-    for _ in range(5):
-        record = fresh()
-        outcomes: list[object] = []
-        start = threading.Barrier(2)
+    record = fresh()
+    outcomes: list[object] = []
 
-        def work(lg, record=record, outcomes=outcomes, start=start):
-            start.wait()
-            try:
-                outcomes.append(lg.append(record))
-            except DuplicateRecordError as exc:
-                outcomes.append(exc)
+    def work(lg):
+        try:
+            outcomes.append(lg.append(record))
+        except DuplicateRecordError as exc:
+            outcomes.append(exc)
 
-        threads = [threading.Thread(target=work, args=(lg,)) for lg in ledgers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateRecordError", "FabricProof"]
-        assert ledgers[0].find_by_sha256(record.sha256_file) == [record]
-        if conflicts:
-            break
-    assert conflicts and all(c.conflict for c in conflicts)
+    threads = [threading.Thread(target=work, args=(lg,)) for lg in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateRecordError", "FabricProof"]
+    assert ledgers[0].find_by_sha256(record.sha256_file) == [record]
+    assert len(conflicts) == 1 and conflicts[0].conflict
     assert "MVCC_READ_CONFLICT" in str(conflicts[0])
     for lg in ledgers:
         lg.close()

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from .records import Receipt
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["default_jobs", "register_batch", "start_worker", "worker_node"]
+__all__ = ["default_jobs", "register_batch", "spawn_context", "start_worker", "worker_node"]
 
 _node: Node | None = None  # the worker's node, opened by start_worker
 
@@ -47,7 +48,7 @@ def register_batch(
 ) -> Iterator[tuple[int, Receipt | BlockImageError]]:
     """(position in ``images``, receipt or the error that refused it), as each is done."""
     jobs = max(1, min(jobs or default_jobs(), len(images)))
-    context = get_context("spawn")
+    context = spawn_context()
     with ProcessPoolExecutor(
         jobs, mp_context=context, initializer=start_worker, initargs=(home,)
     ) as pool:
@@ -62,6 +63,14 @@ def register_batch(
             else:
                 assert receipt_doc is not None
                 yield pending[done], Receipt.from_dict(receipt_doc)
+
+
+def spawn_context() -> BaseContext:
+    """Fresh worker processes (not forked: no library state crosses over) whose BLAS and
+    OpenMP pools have one thread: one process per core, no threads on top of them."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")  # read by the children's libraries as they load
+    return get_context("spawn")
 
 
 def start_worker(home: Path | None) -> None:

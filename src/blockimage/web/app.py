@@ -235,7 +235,9 @@ def create_app(service: Service) -> ASGIApp:
                     probe_file,
                     path,
                     max_pixels=service.node.settings.max_pixels,
-                    max_file_bytes=service.max_upload_bytes,
+                    max_file_bytes=min(
+                        service.max_upload_bytes, service.node.settings.max_file_bytes
+                    ),
                 )
             except InvalidImageError as exc:  # name the upload, not the temporary file
                 raise type(exc)(f"{name}: {str(exc).removeprefix(f'{path}: ')}") from None

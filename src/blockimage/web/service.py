@@ -20,11 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..batch import default_jobs, start_worker
+from ..batch import default_jobs, spawn_context, start_worker
 from ..config import resolve_home
 from ..errors import BlockImageError
 from ..node import Node
@@ -56,7 +55,7 @@ class ImagePool:
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self.workers,
-            mp_context=get_context("spawn"),
+            mp_context=spawn_context(),
             initializer=start_worker,
             initargs=(self.home,),
         )
