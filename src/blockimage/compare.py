@@ -44,6 +44,7 @@ _TEXTURE_C = 4.0  # grey levels added to the texture so flat areas are not divid
 _REFINE_LIMIT = 0.05  # of the working side: the most ECC may move a corner of its start
 _REFINE_SCALE = 0.5  # a resized suspect is checked for a slight rotation or shift at half size
 _MIN_SHIFT = 0.5  # px at the working size: a smaller correction is left alone
+_ZOOM_LIMIT = 0.15  # of the working side: how far ECC may go for an even crop (poor fit)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def _refine(
     *,
     scale: float = 1.0,
     motion: int = cv2.MOTION_AFFINE,
+    limit: float = _REFINE_LIMIT,
 ) -> np.ndarray:
     """Bring a transform (registered -> suspect pixels) to sub-pixel precision by ECC.
 
@@ -96,8 +98,8 @@ def _refine(
     edges to read as changed. The enhanced correlation coefficient (Evangelidis & Psarakis,
     PAMI 2008) fits an affine warp to all pixels from the estimate, blind to brightness and
     contrast; ``scale`` < 1 fits on a reduced copy (4x cheaper at 0.5), ``motion`` is OpenCV's
-    motion model. A fit that does not converge, or that moves a corner by more than a small
-    correction, leaves ``matrix``.
+    motion model. A fit that does not converge, or that moves a corner by more than ``limit``
+    of the long side, leaves ``matrix``.
     """
     small_s, small_r = suspect, registered
     if scale != 1.0:
@@ -117,7 +119,7 @@ def _refine(
     unscaled[:, 2] = unscaled[:, 2] / scale
     refined = np.asarray(cv2.invertAffineTransform(unscaled), np.float64)
     h, w = suspect.shape[:2]
-    return refined if _shift(refined, h, w, matrix) <= _REFINE_LIMIT * max(h, w) else matrix
+    return refined if _shift(refined, h, w, matrix) <= limit * max(h, w) else matrix
 
 
 def _shift(matrix: np.ndarray, h: int, w: int, start: np.ndarray | None = None) -> float:
@@ -193,13 +195,25 @@ def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def _monotone_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A monotone curve predicted -> observed: per-bin medians of *paired* values.
+    """A monotone curve predicted -> observed: per-bin medians of *paired* values, made
+    non-decreasing by isotonic regression weighted by the bins' sizes.
 
     Pairs (not histograms) keep it robust: a local edit is a minority of the pixels in almost
-    every bin, whereas it shifts every quantile of a histogram after it. The bins are ranges of
-    ``predicted``, so one sort of it groups them and gives their medians; ``observed`` holds
-    whole grey levels, so a 32 x 256 count gives theirs (both exactly ``np.median``'s).
+    every bin, whereas it shifts every quantile of a histogram after it. Where an edit is the
+    majority of a bin (a bright patch painted over the darkest area of a grey photo), that
+    bin's median is off; isotonic regression pools it with its larger neighbours, where a
+    running maximum would have carried it up to every brighter level of the picture.
     """
+    knots, values, weights = _bin_medians(predicted, observed)
+    return knots, _isotonic(values, weights)
+
+
+def _bin_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(knots, values, weights): the medians of ``predicted`` and ``observed`` in each of 32
+    ranges of ``predicted`` holding at least 30 pairs, and the pairs in each, between the
+    fixed ends (0, 0) and (255, 255) of weight 1. The bins are ranges of ``predicted``, so one
+    sort of it groups them and gives their medians; ``observed`` holds whole grey levels, so a
+    32 x 256 count gives theirs (both exactly ``np.median``'s)."""
     edges = np.linspace(0, 255, 33)
     order = np.argsort(predicted, kind="stable")
     ranked = predicted[order]
@@ -209,18 +223,31 @@ def _monotone_medians(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.n
     levels = np.clip(np.rint(observed[order]), 0, 255).astype(np.int64)
     histogram = np.bincount(which * 256 + levels, minlength=32 * 256).reshape(32, 256)
     cumulative = np.cumsum(histogram, axis=1)
-    knots, values = [0.0], [0.0]
+    knots, values, weights = [0.0], [0.0], [1.0]
     for b in np.flatnonzero(counts >= 30):
         n, start = int(counts[b]), int(starts[b])
         lo, hi = (n - 1) // 2, n // 2  # the middle one or two of the bin, in rank order
         knots.append(float((ranked[start + lo] + ranked[start + hi]) / 2))
         below = cumulative[b]
         values.append(float(np.searchsorted(below, lo + 1) + np.searchsorted(below, hi + 1)) / 2)
+        weights.append(float(n))
     knots.append(255.0)
     values.append(255.0)
-    k, v = np.array(knots), np.maximum.accumulate(np.array(values))
-    order = np.argsort(k, kind="stable")
-    return k[order], v[order]
+    weights.append(1.0)
+    return np.array(knots), np.array(values), np.array(weights)
+
+
+def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in weighted least squares: pool
+    adjacent violators (Ayer et al. 1955; Barlow et al., *Statistical inference under order
+    restrictions*, 1972). A few dozen points: a plain loop."""
+    blocks: list[list[float]] = []  # [weighted mean, weight, points]
+    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
+        blocks.append([value, weight, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (v2, w2, n2), (v1, w1, n1) = blocks.pop(), blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(int(n), v) for v, _, n in blocks])
 
 
 def _ycc(img: np.ndarray) -> np.ndarray:
@@ -260,7 +287,8 @@ def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
     aligned_by: AlignedBy = "resize"
     r_work = _resize(registered, size)
     matrix = None
-    if aspect_gap > 0.01 or _poor_fit(s_work, r_work):
+    poor = aspect_gap > 0.01 or _poor_fit(s_work, r_work)
+    if poor:
         r_scaled = work_image(registered)
         matrix = _features_transform(s_work, r_scaled)
         if matrix is not None:
@@ -273,8 +301,16 @@ def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
     if matrix is None and aspect_gap <= 0.01:  # the same frame, maybe slightly turned or shifted
         # A rotation and shift only (a local edit pulls a freer model off), kept only if the
         # typical pixel then agrees better: an edit changes a minority of pixels, not the median.
+        # When the resize fits poorly and local features found no transform (a texture whose
+        # keypoints repeat), the frame may also be cropped evenly: then an affine warp, which
+        # can zoom, from up to 15 % away.
         matrix = _refine(
-            s_work, r_work, np.eye(2, 3), scale=_REFINE_SCALE, motion=cv2.MOTION_EUCLIDEAN
+            s_work,
+            r_work,
+            np.eye(2, 3),
+            scale=_REFINE_SCALE,
+            motion=cv2.MOTION_AFFINE if poor else cv2.MOTION_EUCLIDEAN,
+            limit=_ZOOM_LIMIT if poor else _REFINE_LIMIT,
         )
         if _shift(matrix, size[1], size[0]) > _MIN_SHIFT:
             r_turned, valid_turned = _warped(r_work, matrix, size)
