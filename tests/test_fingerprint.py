@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pdqhash
@@ -71,3 +72,21 @@ def test_large_images_are_hashed_at_pdq_side_and_stay_near_the_full_size_hash(as
     # copies of one picture hashed this way stay as close as before
     resaved = decode_image(jpeg_bytes(big, quality=75)).pixels
     assert pdq_distance(reduced, pdq_hash(resaved)[0]) <= 8
+
+
+# Meta's published PDQ hash of its reference image (tests/data/pdq/README.md).
+BRIDGE = Path(__file__).parent / "data" / "pdq" / "bridge-1-original.jpg"
+BRIDGE_PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+
+
+def test_pdq_of_the_reference_image_is_the_published_hash(monkeypatch):
+    data = BRIDGE.read_bytes()
+    assert hashlib.sha256(data).hexdigest().startswith("b5b0799616df52d4")
+    pixels = decode_image(data).pixels  # 1600 x 1004
+    # At full size (no downsample first) our decoding, hashing and hex are Meta's, bit for bit.
+    monkeypatch.setattr("blockimage.fingerprint.PDQ_SIDE", 10**6)
+    assert pdq_hash(pixels) == (BRIDGE_PDQ, 100)
+    monkeypatch.undo()
+    # As registered (fit within 512 px first) it stays a few bits away: a match.
+    reduced, quality = pdq_hash(pixels)
+    assert quality == 100 and 0 < pdq_distance(reduced, BRIDGE_PDQ) <= 12
