@@ -193,6 +193,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=log.open("wb"),
             env={**os.environ, **(env or {})},
+            preexec_fn=_die_with_parent,  # no server outlives a killed test run
         )
         self.wait_ready()
 
@@ -225,10 +226,38 @@ class Server:
 
     def stop(self) -> int:
         import signal
+        import subprocess
 
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start `serve` processes on demand (Server arguments); each is stopped when the test
+    ends, passed or failed."""
+    started: list[Server] = []
+
+    def start(home: Path, *args: str, **kwargs) -> Server:
+        server = Server(home, tmp_path / f"serve-{len(started)}.log", *args, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

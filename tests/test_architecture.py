@@ -17,7 +17,7 @@ LAYERS = [
     {"records", "imaging", "fingerprint", "quality", "keypoints", "watermark", "compare"}
     | {"analysis", "evaluation"},
     # state and I/O at the edges: settings, keys, files, inputs, backends, bundles
-    {"config", "files", "keys", "tokens", "inputs", "storage", "ledger", "bundle"},
+    {"config", "files", "keys", "tokens", "credentials", "inputs", "storage", "ledger", "bundle"},
     {"matchers"},
     {"registration", "verification", "report"},
     {"node", "batch"},

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import Server, jpeg_bytes, png_bytes, tree_snapshot
+from tests.conftest import jpeg_bytes, png_bytes, tree_snapshot
 from tests.test_hostile import png_with_chunk_before_pixels
 
 from blockimage import Node
@@ -416,10 +416,12 @@ def test_eight_clients_registering_and_verifying_at_once(server, photos):
         assert node.audit().unreferenced_files == 0
 
 
-def test_a_saturated_pool_answers_503_and_shutdown_finishes_requests_in_flight(tmp_path, photos):
+def test_a_saturated_pool_answers_503_and_shutdown_finishes_requests_in_flight(
+    tmp_path, photos, start_server
+):
     with Node(tmp_path / "h") as node:
         node.register(photos["coffee"], owner="alice", out=tmp_path)
-    srv = Server(tmp_path / "h", tmp_path / "log", "--workers", "1", "--queue", "0")
+    srv = start_server(tmp_path / "h", "--workers", "1", "--queue", "0")
     srv.wait_workers(1)
     slow = png_bytes(np.random.default_rng(0).integers(0, 256, (2000, 2000, 3), np.uint8))
     tiny = png_bytes(np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8))
@@ -447,8 +449,8 @@ def test_a_saturated_pool_answers_503_and_shutdown_finishes_requests_in_flight(t
     assert "Traceback" not in log and "POST /api/verify 200" in log
 
 
-def test_a_killed_worker_is_replaced(tmp_path):
-    srv = Server(tmp_path / "h", tmp_path / "log", "--workers", "1")
+def test_a_killed_worker_is_replaced(tmp_path, start_server):
+    srv = start_server(tmp_path / "h", "--workers", "1")
     srv.wait_workers(1)
     pid = int(re.search(r"image worker (\d+) ready", srv.log.read_text()).group(1))
     os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would

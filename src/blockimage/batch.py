@@ -45,6 +45,7 @@ def register_batch(
     parent: str | None = None,
     out: Path | None = None,
     jobs: int | None = None,
+    c2pa: bool = True,
 ) -> Iterator[tuple[int, Receipt | BlockImageError]]:
     """(position in ``images``, receipt or the error that refused it), as each is done."""
     jobs = max(1, min(jobs or default_jobs(), len(images)))
@@ -53,7 +54,7 @@ def register_batch(
         jobs, mp_context=context, initializer=start_worker, initargs=(home,)
     ) as pool:
         pending = {
-            pool.submit(_register_one, str(image), owner, parent, out): i
+            pool.submit(_register_one, str(image), owner, parent, out, c2pa): i
             for i, image in enumerate(images)
         }
         for done in as_completed(pending):
@@ -97,10 +98,10 @@ def worker_node() -> Node:
 
 
 def _register_one(
-    image: str, owner: str, parent: str | None, out: Path | None
+    image: str, owner: str, parent: str | None, out: Path | None, c2pa: bool = True
 ) -> tuple[dict | None, BlockImageError | None]:
     try:
-        receipt = worker_node().register(image, owner=owner, parent=parent, out=out)
+        receipt = worker_node().register(image, owner=owner, parent=parent, out=out, c2pa=c2pa)
     except BlockImageError as exc:
         return None, exc
     return receipt.to_dict(), None

@@ -186,6 +186,12 @@ def init(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
     default=None,
     help="Worker processes for several images (default: the number of cores).",
 )
+@click.option(
+    "--c2pa/--no-c2pa",
+    default=True,
+    show_default=True,
+    help="Sign Content Credentials (C2PA) into the registered file (JPEG, PNG).",
+)
 @_common
 @click.pass_context
 def register(
@@ -195,6 +201,7 @@ def register(
     parent: str | None,
     out: Path | None,
     jobs: int | None,
+    c2pa: bool,
     home: Path | None,
     as_json: bool | None,
 ) -> None:
@@ -211,7 +218,7 @@ def register(
 
     jobs = jobs or default_jobs()
     if len(images) > 1 and jobs > 1:
-        _register_in_parallel(home, images, owner, parent, out, jobs, bool(as_json))
+        _register_in_parallel(home, images, owner, parent, out, jobs, bool(as_json), c2pa)
         return
     failed = 0
     with _node(home) as node:
@@ -220,7 +227,9 @@ def register(
             if len(images) > 1:
                 click.echo(f"[{i}/{len(images)}] registering {image}", err=True)
             try:
-                receipts.append(node.register(image, owner=owner, parent=parent, out=out))
+                receipts.append(
+                    node.register(image, owner=owner, parent=parent, out=out, c2pa=c2pa)
+                )
             except BlockImageError as exc:
                 if len(images) == 1:
                     raise
@@ -245,6 +254,7 @@ def _register_in_parallel(
     out: Path | None,
     jobs: int,
     as_json: bool,
+    c2pa: bool = True,
 ) -> None:
     """A batch on ``jobs`` worker processes: a progress bar on a terminal, a line per image
     otherwise; receipts in input order with --json; exit 1 if any image was refused."""
@@ -260,7 +270,7 @@ def _register_in_parallel(
     bar = tqdm(total=len(images), unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
     with _errors(), bar:
         for i, result in register_batch(
-            resolve_home(home), images, owner=owner, parent=parent, out=out, jobs=jobs
+            resolve_home(home), images, owner=owner, parent=parent, out=out, jobs=jobs, c2pa=c2pa
         ):
             bar.update()
             if isinstance(result, BlockImageError):

@@ -22,12 +22,16 @@ import re
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import BlockImageError
 from .files import exclusive_lock
+
+if TYPE_CHECKING:
+    from .credentials import SigningIdentity
 
 __all__ = ["KeyStore", "OWNER_NAME_RE", "InvalidOwnerError", "KeyFileError", "check_owner_name"]
 
@@ -74,6 +78,26 @@ class KeyStore:
     def api_token(self) -> str:
         # Not listed: a lost token is replaced by a new one without harm to any record.
         return self._secret(self.dir / "api_token", 32, None).hex()
+
+    def c2pa_identity(self) -> SigningIdentity:
+        """The node's Content Credentials signer (``c2pa/signer.key``, ``c2pa/chain.pem``, and
+        ``c2pa/ca.pem`` to give verifiers as a trust anchor), made once and listed."""
+        from .credentials import SigningIdentity, make_identity
+
+        folder = self.dir / "c2pa"
+        key, chain, anchor = folder / "signer.key", folder / "chain.pem", folder / "ca.pem"
+        if not key.exists():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with exclusive_lock(self.dir / ".c2pa.lock"):  # one identity however many race
+                if not key.exists():
+                    self._refuse_if_listed(chain, "c2pa")
+                    made = make_identity()
+                    _create_private_file(anchor, made.anchor_pem)
+                    _create_private_file(chain, made.chain_pem)
+                    _create_private_file(key, made.key_pem)  # last: its presence says done
+        identity = SigningIdentity(_read(key), _read(chain), _read(anchor))
+        self._check_listed(chain, "c2pa", hashlib.sha256(identity.chain_pem).hexdigest())
+        return identity
 
     # -- internals --------------------------------------------------------------------------------
     def _ed25519(self, path: Path, entry: str) -> Ed25519PrivateKey:

@@ -73,6 +73,7 @@ class Node:
         self.node_public_key = node_key.public_key().public_bytes_raw().hex()
         self.ledger_origin = log_origin(bytes.fromhex(self.node_public_key))
         self.keys.api_token()  # created at init, read by `serve`
+        self.keys.c2pa_identity()  # the Content Credentials signer: made at init, checked
         self._watermark_key = self.keys.watermark_key()  # made at init, checked at every open
         self.storage: Storage = storage if storage is not None else open_storage(self.settings)
         self.ledger: Ledger = (
@@ -123,6 +124,7 @@ class Node:
             self.matchers,
             max_pixels=self.settings.max_pixels,
             tag_model=self._tags_from(),
+            log_origin=self.ledger_origin,
         )
 
     @cached_property
@@ -136,6 +138,7 @@ class Node:
             watermark_key=self._watermark_key,
             max_pixels=self.settings.max_pixels,
             tag_model=self._tags_from(),
+            c2pa_anchors=lambda: self.keys.c2pa_identity().anchor_pem.decode("ascii"),
         )
 
     def close(self) -> None:
@@ -170,8 +173,11 @@ class Node:
         owner: str,
         parent: str | None = None,
         out: str | os.PathLike[str] | None = None,
+        c2pa: bool = True,
     ) -> Receipt:
         """Register an image: the five steps (docs/ARCHITECTURE.md), returning the signed receipt.
+
+        ``c2pa``: sign our Content Credentials into the registered file (JPEG and PNG).
 
         ``out`` is a directory for the registered (watermarked) file; by default it is written
         next to the input as ``NAME.bi.EXT``. For array or bytes input nothing is written
@@ -180,7 +186,9 @@ class Node:
         :class:`~blockimage.ledger.RecordNotFoundError` (bad ``parent``) before anything is
         written; every error is a :class:`~blockimage.errors.BlockImageError`.
         """
-        return self.registrar.register(self.load(source), owner=owner, parent=parent, out=out)
+        return self.registrar.register(
+            self.load(source), owner=owner, parent=parent, out=out, c2pa=c2pa
+        )
 
     def verify(self, source: ImageSource | LoadedImage) -> Verdict:
         """Find the registered record an image comes from and judge it (a

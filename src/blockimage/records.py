@@ -493,6 +493,9 @@ class Verdict:
     mask: bytes | None = None  # PNG of the changed pixels (white), suspect size; when tampered
     # Transfers and notes about the found record, in log order (blockimage.ledger.events).
     events: tuple[dict[str, Any], ...] = ()
+    # The Content Credentials (C2PA) in the suspect's file, as read and validated
+    # (blockimage.credentials.read); None when the file carries none. Evidence, not the verdict.
+    content_credentials: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -511,4 +514,5 @@ class Verdict:
             "explanation": list(self.explanation),
             "mask": base64.b64encode(self.mask).decode("ascii") if self.mask else None,
             "events": [dict(e) for e in self.events],
+            "content_credentials": self.content_credentials,
         }

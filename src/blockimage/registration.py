@@ -16,12 +16,16 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from . import watermark
 from .analysis.classifier import DEFAULT_MODEL, classify, load_classifier
+from .credentials import READ_FORMATS, SIGNED_FORMATS, CredentialsError, record_manifest
+from .credentials import sign as sign_credentials
 from .errors import (
     BlockImageError,
     DuplicateContentError,
@@ -67,6 +71,7 @@ class Registrar:
         *,
         max_pixels: int,
         tag_model: Path = DEFAULT_MODEL,
+        log_origin: str = "",
     ) -> None:
         self.ledger = ledger
         self.storage = storage
@@ -74,6 +79,7 @@ class Registrar:
         self.matchers = list(matchers)
         self._max_pixels = max_pixels
         self._tag_model = tag_model
+        self._log_origin = log_origin
 
     def register(
         self,
@@ -82,6 +88,7 @@ class Registrar:
         owner: str,
         parent: str | None = None,
         out: str | os.PathLike[str] | None = None,
+        c2pa: bool = True,
     ) -> Receipt:
         """Register a loaded image as ``owner``'s; see :meth:`blockimage.Node.register`."""
         check_owner_name(owner)
@@ -98,8 +105,12 @@ class Registrar:
         self._refuse_duplicate(submitted, parent=parent)
         record_id = self._fresh_record_id()
 
-        # 1. watermark
+        # 1. watermark (and, in the same file, our Content Credentials)
         marked = self._embed_watermark(item.image, record_id)
+        if c2pa and marked.image.format in SIGNED_FORMATS:
+            title = item.path.name if item.path is not None else record_id
+            source = (data, READ_FORMATS[item.image.format], title)
+            marked = self._sign_credentials(marked, record_id, source, owner, parent)
         registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
         # 2. analyse: content tags (of the registered picture: the mark changes no content, and
         # the backbone's run is then shared with the keypoint matcher's embedding)
@@ -224,6 +235,28 @@ class Registrar:
             ssim_side=min(SSIM_SIDE, max(image.pixels.shape[:2])),
         )
         return _Marked(data, saved, metrics)
+
+    def _sign_credentials(
+        self,
+        marked: _Marked,
+        record_id: str,
+        source: tuple[bytes, str, str],
+        owner: str,
+        parent: str | None,
+    ) -> _Marked:
+        """The registered file with our C2PA manifest signed into it; its pixels are checked
+        to be the ones the watermark was read back from."""
+        manifest = record_manifest(
+            record_id=record_id, title=source[2], owner=owner, log_origin=self._log_origin,
+            parent=parent,
+        )  # fmt: skip
+        media_type = SIGNED_FORMATS[marked.image.format]
+        identity = self.keys.c2pa_identity()
+        signed = sign_credentials(marked.data, media_type, manifest, identity, submitted=source)
+        image = decode_image(signed, max_pixels=self._max_pixels)
+        if not np.array_equal(image.pixels, marked.image.pixels):
+            raise CredentialsError("signing the Content Credentials changed the pixels")
+        return replace(marked, data=signed, image=image)
 
     def _fresh_record_id(self) -> str:
         while True:

@@ -15,12 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .analysis import blind_tamper_score
 from .analysis.classifier import DEFAULT_MODEL, classify, load_classifier
 from .compare import Comparison, compare
+from .credentials import READ_FORMATS
+from .credentials import describe as describe_credentials
+from .credentials import read as read_credentials
 from .errors import OriginalUnavailableError
 from .fingerprint import PDQ_MATCH_THRESHOLD, file_sha256, pdq_distance
 from .imaging import InvalidImageError, decode_image, encode_image
@@ -55,6 +59,7 @@ class Verifier:
         watermark_key: bytes,
         max_pixels: int,
         tag_model: Path = DEFAULT_MODEL,
+        c2pa_anchors: Callable[[], str] = str,
     ) -> None:
         self.ledger = ledger
         self.storage = storage
@@ -62,13 +67,34 @@ class Verifier:
         self._key = watermark_key
         self._max_pixels = max_pixels
         self._tag_model = tag_model
+        self._c2pa_anchors = c2pa_anchors  # PEM roots whose Content Credentials are trusted
 
     def suspect(self, data: bytes | None, pixels: np.ndarray) -> Suspect:
         """A :class:`Suspect` read with this node's watermark key."""
         return Suspect(data, pixels, watermark_key=self._key)
 
     def verify(self, item: LoadedImage) -> Evidence:
-        """Judge a loaded image (:class:`~blockimage.records.Verdict`)."""
+        """Judge a loaded image (:class:`~blockimage.records.Verdict`), with any Content
+        Credentials in its file read and reported beside the verdict (never deciding it)."""
+        evidence = self._find_and_judge(item)
+        credentials = self._credentials(item)
+        if credentials is None:
+            return evidence
+        verdict = replace(
+            evidence.verdict,
+            content_credentials=credentials,
+            explanation=(*evidence.verdict.explanation, describe_credentials(credentials)),
+        )
+        return replace(evidence, verdict=verdict)
+
+    def _credentials(self, item: LoadedImage) -> dict[str, Any] | None:
+        media_type = READ_FORMATS.get(item.image.format)
+        # A manifest store is a JUMBF box ("jumb"): a file without one is not parsed at all.
+        if item.data is None or media_type is None or b"jumb" not in item.data:
+            return None
+        return read_credentials(item.data, media_type, anchors=self._c2pa_anchors())
+
+    def _find_and_judge(self, item: LoadedImage) -> Evidence:
         pixels = item.image.pixels
         suspect = self.suspect(item.data, pixels)
 

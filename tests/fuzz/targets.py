@@ -135,7 +135,30 @@ def _config(data: bytes) -> object:
         return load_settings(Path(tmp), environ={})
 
 
+@cache
+def _credentials_seeds() -> list[bytes]:
+    """A small JPEG with our Content Credentials signed into it (a fresh signer)."""
+    from blockimage.credentials import make_identity, record_manifest, sign
+
+    plain = _encoded("JPEG", quality=80)
+    manifest = record_manifest(
+        record_id="0123456789abcdef", title="seed.jpg", owner="fuzz", log_origin=_ORIGIN,
+        parent=None,
+    )  # fmt: skip
+    identity = make_identity()
+    return [sign(plain, "image/jpeg", manifest, identity, submitted=(plain, "image/jpeg", "s"))]
+
+
+def _credentials(data: bytes) -> object:
+    from blockimage.credentials import read
+
+    found = read(data, "image/jpeg")  # never raises: a bad manifest is "invalid" evidence
+    assert found is None or found["state"] in ("trusted", "valid", "invalid"), found
+    return found
+
+
 TARGETS: dict[str, Target] = {
+    "credentials": Target(_credentials, (), _credentials_seeds),
     "image": Target(_load, (InvalidImageError,), _image_seeds),
     "bundle": Target(verify_bundle, (InvalidBundleError,), lambda: _bundle_seeds()[:1]),
     "receipt": Target(_receipt, (RecordFormatError,), lambda: _bundle_seeds()[1:]),
