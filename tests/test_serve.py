@@ -304,10 +304,10 @@ def test_uploads_over_the_cap_are_413_before_and_while_reading(server):
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
     assert streamed.status_code == 413
-    assert not list_uploads(server)
+    assert not list_uploads()
 
 
-def list_uploads(server) -> list[str]:
+def list_uploads() -> list[str]:
     """Upload files left in any serve process's private upload folder (each request removes
     its own when it ends)."""
     import glob

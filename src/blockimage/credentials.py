@@ -34,6 +34,7 @@ __all__ = [
     "SOFT_BINDING_ALG",
     "RECORD_ASSERTION",
     "SIGNED_FORMATS",
+    "READ_FORMATS",
     "CredentialsError",
     "SigningIdentity",
     "make_identity",

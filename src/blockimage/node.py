@@ -73,7 +73,8 @@ class Node:
         self.node_public_key = node_key.public_key().public_bytes_raw().hex()
         self.ledger_origin = log_origin(bytes.fromhex(self.node_public_key))
         self.keys.api_token()  # created at init, read by `serve`
-        self.keys.c2pa_identity()  # the Content Credentials signer: made at init, checked
+        # The Content Credentials signer: made at init, checked at every open, read once.
+        self._c2pa = self.keys.c2pa_identity()
         self._watermark_key = self.keys.watermark_key()  # made at init, checked at every open
         self.storage: Storage = storage if storage is not None else open_storage(self.settings)
         self.ledger: Ledger = (
@@ -125,6 +126,7 @@ class Node:
             max_pixels=self.settings.max_pixels,
             tag_model=self._tags_from(),
             log_origin=self.ledger_origin,
+            c2pa_identity=self._c2pa,
         )
 
     @cached_property
@@ -138,7 +140,7 @@ class Node:
             watermark_key=self._watermark_key,
             max_pixels=self.settings.max_pixels,
             tag_model=self._tags_from(),
-            c2pa_anchors=lambda: self.keys.c2pa_identity().anchor_pem.decode("ascii"),
+            c2pa_anchors=self._c2pa.anchor_pem.decode("ascii"),
         )
 
     def close(self) -> None:

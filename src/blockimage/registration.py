@@ -24,7 +24,13 @@ import numpy as np
 
 from . import watermark
 from .analysis.classifier import DEFAULT_MODEL, classify, load_classifier
-from .credentials import READ_FORMATS, SIGNED_FORMATS, CredentialsError, record_manifest
+from .credentials import (
+    READ_FORMATS,
+    SIGNED_FORMATS,
+    CredentialsError,
+    SigningIdentity,
+    record_manifest,
+)
 from .credentials import sign as sign_credentials
 from .errors import (
     BlockImageError,
@@ -72,6 +78,7 @@ class Registrar:
         max_pixels: int,
         tag_model: Path = DEFAULT_MODEL,
         log_origin: str = "",
+        c2pa_identity: SigningIdentity | None = None,
     ) -> None:
         self.ledger = ledger
         self.storage = storage
@@ -80,6 +87,7 @@ class Registrar:
         self._max_pixels = max_pixels
         self._tag_model = tag_model
         self._log_origin = log_origin
+        self._c2pa_identity = c2pa_identity  # None: made or read from ``keys`` when needed
 
     def register(
         self,
@@ -251,7 +259,7 @@ class Registrar:
             parent=parent,
         )  # fmt: skip
         media_type = SIGNED_FORMATS[marked.image.format]
-        identity = self.keys.c2pa_identity()
+        identity = self._c2pa_identity or self.keys.c2pa_identity()
         signed = sign_credentials(marked.data, media_type, manifest, identity, submitted=source)
         image = decode_image(signed, max_pixels=self._max_pixels)
         if not np.array_equal(image.pixels, marked.image.pixels):

@@ -59,7 +59,7 @@ class Verifier:
         watermark_key: bytes,
         max_pixels: int,
         tag_model: Path = DEFAULT_MODEL,
-        c2pa_anchors: Callable[[], str] = str,
+        c2pa_anchors: str = "",
     ) -> None:
         self.ledger = ledger
         self.storage = storage
@@ -92,7 +92,7 @@ class Verifier:
         # A manifest store is a JUMBF box ("jumb"): a file without one is not parsed at all.
         if item.data is None or media_type is None or b"jumb" not in item.data:
             return None
-        return read_credentials(item.data, media_type, anchors=self._c2pa_anchors())
+        return read_credentials(item.data, media_type, anchors=self._c2pa_anchors)
 
     def _find_and_judge(self, item: LoadedImage) -> Evidence:
         pixels = item.image.pixels

@@ -11,8 +11,8 @@ documents the CLI prints; every error is ``{"error": "..."}`` with its status, n
 from __future__ import annotations
 
 import contextlib
+import copy
 import hmac
-import json
 import logging
 import os
 import re
@@ -287,7 +287,7 @@ def create_app(service: Service) -> ASGIApp:
             (503, "busy (Retry-After) or a backend is down"),
         )
     }
-    image_body = {
+    image_body: dict[str, Any] = {
         "requestBody": {
             "required": True,
             "content": {
@@ -344,7 +344,7 @@ def create_app(service: Service) -> ASGIApp:
             return HTMLResponse(html)
         return JSONResponse(verdict)
 
-    register_body = json.loads(json.dumps(image_body))
+    register_body = copy.deepcopy(image_body)
     form = register_body["requestBody"]["content"]["multipart/form-data"]["schema"]
     form["properties"]["owner"] = {"type": "string", "pattern": OWNER_NAME_RE.pattern}
     form["properties"]["parent"] = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
