@@ -46,6 +46,7 @@ def register_batch(
     out: Path | None = None,
     jobs: int | None = None,
     c2pa: bool = True,
+    thumbnail: bool = False,
 ) -> Iterator[tuple[int, Receipt | BlockImageError]]:
     """(position in ``images``, receipt or the error that refused it), as each is done."""
     jobs = max(1, min(jobs or default_jobs(), len(images)))
@@ -54,7 +55,7 @@ def register_batch(
         jobs, mp_context=context, initializer=start_worker, initargs=(home,)
     ) as pool:
         pending = {
-            pool.submit(_register_one, str(image), owner, parent, out, c2pa): i
+            pool.submit(_register_one, str(image), owner, parent, out, c2pa, thumbnail): i
             for i, image in enumerate(images)
         }
         for done in as_completed(pending):
@@ -98,10 +99,12 @@ def worker_node() -> Node:
 
 
 def _register_one(
-    image: str, owner: str, parent: str | None, out: Path | None, c2pa: bool = True
+    image: str, owner: str, parent: str | None, out: Path | None, c2pa: bool, thumbnail: bool
 ) -> tuple[dict | None, BlockImageError | None]:
     try:
-        receipt = worker_node().register(image, owner=owner, parent=parent, out=out, c2pa=c2pa)
+        receipt = worker_node().register(
+            image, owner=owner, parent=parent, out=out, c2pa=c2pa, thumbnail=thumbnail
+        )
     except BlockImageError as exc:
         return None, exc
     return receipt.to_dict(), None

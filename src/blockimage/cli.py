@@ -154,17 +154,62 @@ def _print_json(value: Any) -> None:
 
 # -- init -----------------------------------------------------------------------------------------
 @cli.command()
+@click.option(
+    "--c2pa-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Sign Content Credentials with this PEM private key (ES256/384/512 or Ed25519) ...",
+)
+@click.option(
+    "--c2pa-chain",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="... and this PEM certificate chain (signer first) ...",
+)
+@click.option(
+    "--c2pa-anchor",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="... whose root verifiers trust (default: the chain's last certificate).",
+)
 @_common
 @click.pass_context
-def init(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
-    """Create the node home (keys, config, empty ledger and store)."""
+def init(
+    ctx: click.Context,
+    c2pa_key: Path | None,
+    c2pa_chain: Path | None,
+    c2pa_anchor: Path | None,
+    home: Path | None,
+    as_json: bool | None,
+) -> None:
+    """Create the node home (keys, config, empty ledger and store).
+
+    The home makes its own Content Credentials signer (a local CA and a claim-signing
+    certificate) unless --c2pa-key and --c2pa-chain bring yours, checked by signing and
+    validating a test manifest first.
+    """
     home, as_json = _opts(ctx, home, as_json)
+    if (c2pa_key is None) != (c2pa_chain is None):
+        raise click.UsageError("--c2pa-key and --c2pa-chain go together")
+    if c2pa_key is not None and c2pa_chain is not None:
+        _import_c2pa(home, c2pa_key, c2pa_chain, c2pa_anchor)
     with _node(home) as node:
         if as_json:
             _print_json({"home": str(node.home), "node_public_key": node.node_public_key})
         else:
             click.echo(f"home: {node.home}")
             click.echo(f"node public key: {node.node_public_key}")
+
+
+def _import_c2pa(home: Path | None, key: Path, chain: Path, anchor: Path | None) -> None:
+    from .config import resolve_home
+    from .credentials import check_identity
+    from .keys import KeyStore
+
+    with _errors():
+        identity = check_identity(
+            key.read_bytes(), chain.read_bytes(), anchor.read_bytes() if anchor else None
+        )
+        folder = resolve_home(home)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the node makes it
+        KeyStore(folder / "keys").import_c2pa_identity(identity)
 
 
 # -- register -------------------------------------------------------------------------------------
@@ -190,7 +235,13 @@ def init(ctx: click.Context, home: Path | None, as_json: bool | None) -> None:
     "--c2pa/--no-c2pa",
     default=True,
     show_default=True,
-    help="Sign Content Credentials (C2PA) into the registered file (JPEG, PNG).",
+    help="Sign Content Credentials (C2PA) into the registered file (JPEG, PNG, WebP).",
+)
+@click.option(
+    "--thumbnail",
+    is_flag=True,
+    default=False,
+    help="Put thumbnails in the Content Credentials (about 35 ms more per 1 MP JPEG).",
 )
 @_common
 @click.pass_context
@@ -202,6 +253,7 @@ def register(
     out: Path | None,
     jobs: int | None,
     c2pa: bool,
+    thumbnail: bool,
     home: Path | None,
     as_json: bool | None,
 ) -> None:
@@ -218,7 +270,8 @@ def register(
 
     jobs = jobs or default_jobs()
     if len(images) > 1 and jobs > 1:
-        _register_in_parallel(home, images, owner, parent, out, jobs, bool(as_json), c2pa)
+        credentials = {"c2pa": c2pa, "thumbnail": thumbnail}
+        _register_in_parallel(home, images, owner, parent, out, jobs, bool(as_json), credentials)
         return
     failed = 0
     with _node(home) as node:
@@ -228,7 +281,9 @@ def register(
                 click.echo(f"[{i}/{len(images)}] registering {image}", err=True)
             try:
                 receipts.append(
-                    node.register(image, owner=owner, parent=parent, out=out, c2pa=c2pa)
+                    node.register(
+                        image, owner=owner, parent=parent, out=out, c2pa=c2pa, thumbnail=thumbnail
+                    )
                 )
             except BlockImageError as exc:
                 if len(images) == 1:
@@ -254,7 +309,7 @@ def _register_in_parallel(
     out: Path | None,
     jobs: int,
     as_json: bool,
-    c2pa: bool = True,
+    credentials: dict[str, bool],
 ) -> None:
     """A batch on ``jobs`` worker processes: a progress bar on a terminal, a line per image
     otherwise; receipts in input order with --json; exit 1 if any image was refused."""
@@ -270,8 +325,9 @@ def _register_in_parallel(
     bar = tqdm(total=len(images), unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
     with _errors(), bar:
         for i, result in register_batch(
-            resolve_home(home), images, owner=owner, parent=parent, out=out, jobs=jobs, c2pa=c2pa
-        ):
+            resolve_home(home), images, owner=owner, parent=parent, out=out, jobs=jobs,
+            **credentials,
+        ):  # fmt: skip
             bar.update()
             if isinstance(result, BlockImageError):
                 failed += 1

@@ -99,6 +99,27 @@ class KeyStore:
         self._check_listed(chain, "c2pa", hashlib.sha256(identity.chain_pem).hexdigest())
         return identity
 
+    def import_c2pa_identity(self, identity: SigningIdentity) -> None:
+        """Make ``identity`` (checked by :func:`blockimage.credentials.check_identity`) this
+        home's Content Credentials signer, before the home made one of its own. A home keeps
+        one signer: its registered files name it, and its verifier trusts its anchor."""
+        folder = self.dir / "c2pa"
+        key, chain, anchor = folder / "signer.key", folder / "chain.pem", folder / "ca.pem"
+        if key.exists() or "c2pa" in self._manifest():
+            if key.exists() and _read(chain) == identity.chain_pem:
+                return  # the same chain again: nothing to do
+            raise KeyFileError(
+                f"this home already signs Content Credentials with the chain in {chain}; a home "
+                "keeps one signer (import yours with `init` on a new home)"
+            )
+        self.dir.mkdir(exist_ok=True, mode=0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        with exclusive_lock(self.dir / ".c2pa.lock"):
+            _create_private_file(anchor, identity.anchor_pem)
+            _create_private_file(chain, identity.chain_pem)
+            _create_private_file(key, identity.key_pem)
+        self.c2pa_identity()  # lists it
+
     # -- internals --------------------------------------------------------------------------------
     def _ed25519(self, path: Path, entry: str) -> Ed25519PrivateKey:
         if not path.exists():

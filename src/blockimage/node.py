@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .matchers import Matcher
     from .matchers.pdq import PdqIndex, PdqIndexAudit
     from .registration import Registrar
+    from .resolution import Resolver
     from .verification import Evidence, Verifier
 
 __all__ = ["Node"]
@@ -143,6 +144,13 @@ class Node:
             c2pa_anchors=self._c2pa.anchor_pem.decode("ascii"),
         )
 
+    @cached_property
+    def resolver(self) -> Resolver:
+        """C2PA soft-binding resolution (``serve``'s ``/matches`` and ``/manifests`` routes)."""
+        from .resolution import Resolver
+
+        return Resolver(self.ledger, self.storage, self.matchers, self._watermark_key)
+
     def close(self) -> None:
         opened = self.__dict__.get("matchers", [])
         for part in (*opened, self.ledger, self.storage):
@@ -176,10 +184,12 @@ class Node:
         parent: str | None = None,
         out: str | os.PathLike[str] | None = None,
         c2pa: bool = True,
+        thumbnail: bool = False,
     ) -> Receipt:
         """Register an image: the five steps (docs/ARCHITECTURE.md), returning the signed receipt.
 
-        ``c2pa``: sign our Content Credentials into the registered file (JPEG and PNG).
+        ``c2pa``: sign our Content Credentials into the registered file (JPEG, PNG, WebP);
+        ``thumbnail``: with thumbnails in the manifest.
 
         ``out`` is a directory for the registered (watermarked) file; by default it is written
         next to the input as ``NAME.bi.EXT``. For array or bytes input nothing is written
@@ -189,7 +199,7 @@ class Node:
         written; every error is a :class:`~blockimage.errors.BlockImageError`.
         """
         return self.registrar.register(
-            self.load(source), owner=owner, parent=parent, out=out, c2pa=c2pa
+            self.load(source), owner=owner, parent=parent, out=out, c2pa=c2pa, thumbnail=thumbnail
         )
 
     def verify(self, source: ImageSource | LoadedImage) -> Verdict:

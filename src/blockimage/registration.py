@@ -39,7 +39,13 @@ from .errors import (
     WatermarkNotRecoverableError,
 )
 from .files import place_new, remove_stale_staging, stage_file
-from .fingerprint import fingerprint
+from .fingerprint import (
+    PDQ_MIN_QUALITY,
+    Fingerprint,
+    file_sha256,
+    pdq_hash,
+    pixel_sha256,
+)
 from .imaging import DecodedImage, decode_image, encode_image, work_image
 from .inputs import LoadedImage
 from .keys import KeyFileError, KeyStore, check_owner_name
@@ -97,13 +103,13 @@ class Registrar:
         parent: str | None = None,
         out: str | os.PathLike[str] | None = None,
         c2pa: bool = True,
+        thumbnail: bool = False,
     ) -> Receipt:
         """Register a loaded image as ``owner``'s; see :meth:`blockimage.Node.register`."""
         check_owner_name(owner)
         if not self.ledger.shared and not self.keys.has_owner_key(owner):
             self._refuse_second_identity(owner)
-        if parent is not None:
-            self.ledger.get(parent)  # raises RecordNotFoundError
+        parent_record = self.ledger.get(parent) if parent is not None else None  # or not found
         pixels = item.image.pixels
         data = item.data if item.data is not None else encode_image(pixels, "PNG")
         key = self.keys.watermark_key()
@@ -115,10 +121,14 @@ class Registrar:
 
         # 1. watermark (and, in the same file, our Content Credentials)
         marked = self._embed_watermark(item.image, record_id)
+        pdq, pdq_quality = pdq_hash(marked.image.pixels)
         if c2pa and marked.image.format in SIGNED_FORMATS:
             title = item.path.name if item.path is not None else record_id
             source = (data, READ_FORMATS[item.image.format], title)
-            marked = self._sign_credentials(marked, record_id, source, owner, parent)
+            fingerprint = pdq if pdq_quality >= PDQ_MIN_QUALITY else None  # else not indexed
+            marked = self._sign_credentials(
+                marked, record_id, source, owner, parent_record, fingerprint, thumbnail=thumbnail
+            )
         registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
         # 2. analyse: content tags (of the registered picture: the mark changes no content, and
         # the backbone's run is then shared with the keypoint matcher's embedding)
@@ -126,8 +136,11 @@ class Registrar:
             tags = load_classifier().tags(registered.prediction)
         else:
             tags = classify(marked.image.pixels, self._tag_model)
-        # 3. fingerprint the file that is registered
-        fp = fingerprint(marked.data, marked.image.pixels)
+        # 3. fingerprint the file that is registered (PDQ of its pixels, taken before signing:
+        # the manifest names it as a soft binding)
+        fp = Fingerprint(
+            file_sha256(marked.data), pixel_sha256(marked.image.pixels), pdq, pdq_quality
+        )
 
         output_path = _output_path(item.path, marked.image.format, out)
         staged = None
@@ -224,7 +237,7 @@ class Registrar:
         key = self.keys.watermark_key()
         payload = int(record_id, 16)
         pixels = watermark.embed(image.pixels, payload, key)
-        fmt = "JPEG" if image.format == "JPEG" else "PNG"
+        fmt = image.format if image.format in ("JPEG", "WEBP") else "PNG"  # WebP: lossless
         data = encode_image(pixels, fmt, quality=_JPEG_QUALITY)
         saved = decode_image(data, max_pixels=self._max_pixels)
         found = watermark.extract_details(saved.pixels, key)
@@ -250,17 +263,28 @@ class Registrar:
         record_id: str,
         source: tuple[bytes, str, str],
         owner: str,
-        parent: str | None,
+        parent: Record | None,
+        pdq: str | None,
+        *,
+        thumbnail: bool,
     ) -> _Marked:
         """The registered file with our C2PA manifest signed into it; its pixels are checked
-        to be the ones the watermark was read back from."""
+        to be the ones the watermark was read back from. A derivative's manifest carries its
+        ``parent`` record's registered file as an ingredient (and so the parent's manifest)."""
+        parent_file = None
+        if parent is not None:
+            title = f"registered parent: record {parent.record_id}"
+            parent_file = (self.storage.get(parent.cid), parent.media_type, title)
         manifest = record_manifest(
             record_id=record_id, title=source[2], owner=owner, log_origin=self._log_origin,
-            parent=parent,
+            parent=parent.record_id if parent is not None else None, pdq=pdq,
         )  # fmt: skip
         media_type = SIGNED_FORMATS[marked.image.format]
         identity = self._c2pa_identity or self.keys.c2pa_identity()
-        signed = sign_credentials(marked.data, media_type, manifest, identity, submitted=source)
+        signed = sign_credentials(
+            marked.data, media_type, manifest, identity, submitted=source, parent=parent_file,
+            thumbnail=thumbnail,
+        )  # fmt: skip
         image = decode_image(signed, max_pixels=self._max_pixels)
         if not np.array_equal(image.pixels, marked.image.pixels):
             raise CredentialsError("signing the Content Credentials changed the pixels")
@@ -278,7 +302,7 @@ class Registrar:
 def _output_path(source: Path | None, fmt: str, out: str | os.PathLike[str] | None) -> Path | None:
     """Where the registered file goes: ``out/NAME.bi.EXT``, else beside the input; None for an
     input without a path and no ``out``."""
-    ext = {"JPEG": ".jpg", "PNG": ".png"}[fmt]
+    ext = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}[fmt]
     if out is not None:
         return Path(out) / f"{source.stem if source else 'image'}.bi{ext}"
     if source is None:

@@ -178,7 +178,7 @@ class PdqMatcher(Matcher):
         if quality < PDQ_MIN_QUALITY:
             return
         limit = PDQ_MATCH_THRESHOLD if at_least == Strength.MATCH else PDQ_CANDIDATE_DISTANCE
-        for record, distance in self._checked(pdq, limit):
+        for record, distance in self.nearest(pdq, limit):
             yield Candidate(
                 record,
                 "pdq",
@@ -190,13 +190,14 @@ class PdqMatcher(Matcher):
                 ),
             )
 
-    def _checked(self, pdq: str, limit: int) -> list[tuple[Record, int]]:
-        """The nearest records with their distance recomputed from the ledger; an index that
-        disagrees with the ledger is rebuilt from it and asked again."""
+    def nearest(self, pdq: str, limit: int, k: int = _MAX_CANDIDATES) -> list[tuple[Record, int]]:
+        """At most ``k`` records within ``limit`` bits of ``pdq``, closest first, with their
+        distance recomputed from the ledger; an index that disagrees with the ledger is rebuilt
+        from it and asked again."""
         for attempt in (1, 2):
             try:
                 found = []
-                for match in self.index().nearest(pdq, max_distance=limit, k=_MAX_CANDIDATES):
+                for match in self.index().nearest(pdq, max_distance=limit, k=k):
                     record = self.parts.ledger.get(match.record_id)
                     if pdq_distance(pdq, record.pdq) != match.distance:
                         raise IndexDamagedError(

@@ -42,15 +42,15 @@ from ..errors import (
     WatermarkNotRecoverableError,
 )
 from ..imaging import ImageTooLargeError, InvalidImageError, UnsupportedImageError
-from ..inputs import probe_file
 from ..keys import OWNER_NAME_RE, InvalidOwnerError, check_owner_name
 from ..ledger import RecordNotFoundError
 from ..records import RECORD_ID_RE, verify_record_signature
 from ..report import REPORT_CSS
+from ..resolution import ManifestNotFoundError
 from ..storage import ContentNotFoundError, StorageError
 from ..tokens import ANY_OWNER
 from ..watermark import WatermarkCapacityError
-from . import work
+from . import softbinding, work
 from .schemas import components, json_response, ref
 from .service import Service, ServiceBusyError, WorkerLostError
 
@@ -76,6 +76,7 @@ def _status(exc: BlockImageError) -> int:
         (WatermarkNotRecoverableError, 422),  # almost uniform: the mark does not hold
         (DuplicateContentError, 409),
         (RecordNotFoundError, 404),
+        (ManifestNotFoundError, 404),
         (ContentNotFoundError, 404),
         (InvalidOwnerError, 400),
         (InvalidInputError, 400),
@@ -230,17 +231,7 @@ def create_app(service: Service) -> ASGIApp:
                 path.unlink(missing_ok=True)
                 raise
         try:
-            try:
-                await run_in_threadpool(
-                    probe_file,
-                    path,
-                    max_pixels=service.node.settings.max_pixels,
-                    max_file_bytes=min(
-                        service.max_upload_bytes, service.node.settings.max_file_bytes
-                    ),
-                )
-            except InvalidImageError as exc:  # name the upload, not the temporary file
-                raise type(exc)(f"{name}: {str(exc).removeprefix(f'{path}: ')}") from None
+            await run_in_threadpool(service.probe_upload, path, name)
             yield path, name, values
         finally:
             path.unlink(missing_ok=True)
@@ -301,6 +292,8 @@ def create_app(service: Service) -> ASGIApp:
             },
         }
     }
+
+    softbinding.add_routes(app, service, errors)
 
     @app.post(
         "/api/verify",

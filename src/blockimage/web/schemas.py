@@ -116,6 +116,36 @@ def components() -> dict[str, Any]:
         },
         "required": ["status", "records", "image_work"],
     }
+    # C2PA Soft Binding Resolution API (the C2PA specification's own names and shapes)
+    schemas["SoftBindingQuery"] = {
+        "type": "object",
+        "properties": {
+            "alg": {"type": "string", "description": "a soft binding algorithm name"},
+            "value": dict(_BASE64, description="the soft binding's value"),
+        },
+        "required": ["alg", "value"],
+    }
+    schemas["SoftBindingMatch"] = {
+        "type": "object",
+        "properties": {
+            "manifestId": {"type": "string", "description": "the manifest's label (urn:c2pa:…)"},
+            "endpoint": {"type": "string", "format": "uri"},
+            "similarityScore": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "required": ["manifestId"],
+    }
+    schemas["SoftBindingQueryResult"] = {
+        "type": "object",
+        "properties": {"matches": {"type": "array", "items": ref("SoftBindingMatch")}},
+        "required": ["matches"],
+    }
+    algs = {"type": "array", "items": {"type": "object", "properties": {"alg": {"type": "string"}},
+                                       "required": ["alg"]}}  # fmt: skip
+    schemas["SoftBindingAlgList"] = {
+        "type": "object",
+        "properties": {"watermarks": algs, "fingerprints": algs},
+        "required": ["watermarks", "fingerprints"],
+    }
     schemas["Error"] = {
         "type": "object",
         "properties": {"error": {"type": "string"}},

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from ..batch import default_jobs, spawn_context, start_worker
 from ..config import resolve_home
 from ..errors import BlockImageError
+from ..imaging import InvalidImageError
+from ..inputs import probe_file
 from ..node import Node
 from ..tokens import TokenStore
 from . import work
@@ -132,6 +134,15 @@ class Service:
     def new_upload(self) -> tuple[int, Path]:
         fd, name = tempfile.mkstemp(dir=self.uploads, suffix=".upload")
         return fd, Path(name)
+
+    def probe_upload(self, path: Path, name: str) -> None:
+        """Refuse an upload by its header (format sniffed from the bytes, pixel and size
+        limits) before any image work; errors name the upload, not the temporary file."""
+        limit = min(self.max_upload_bytes, self.node.settings.max_file_bytes)
+        try:
+            probe_file(path, max_pixels=self.node.settings.max_pixels, max_file_bytes=limit)
+        except InvalidImageError as exc:
+            raise type(exc)(f"{name}: {str(exc).removeprefix(f'{path}: ')}") from None
 
     def close(self) -> None:
         self.pool.close()

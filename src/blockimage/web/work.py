@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ..batch import worker_node
 from ..errors import BlockImageError
 
-__all__ = ["Render", "register_file", "verify_file", "warm"]
+__all__ = ["Render", "match_file", "register_file", "verify_file", "warm"]
 
 # What a verify renders besides the verdict: nothing, the report, or the page's fragment.
 Render = Literal["none", "report", "page"]
@@ -49,6 +49,18 @@ def register_file(
     except BlockImageError as exc:
         return None, exc
     return receipt.to_dict(), None
+
+
+def match_file(
+    path: str, alg: str | None, max_results: int
+) -> tuple[list[dict[str, Any]] | None, BlockImageError | None]:
+    """(the C2PA soft-binding matches of the image, None), or (None, the refusal)."""
+    node = worker_node()
+    try:
+        found = node.resolver.by_content(node.load(Path(path)), alg, max_results)
+    except BlockImageError as exc:
+        return None, exc
+    return [match.to_dict() for match in found], None
 
 
 def warm() -> int:
