@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first (scripts/setup).
-.PHONY: setup kubo fabric browser demo test bench bench-setup lint
+.PHONY: setup kubo fabric browser c2patool demo test bench bench-setup lint
 
 setup:
 	./scripts/setup
@@ -18,10 +18,15 @@ fabric:
 browser:
 	./scripts/browser.sh install >/dev/null || echo "make: no Chromium; tests/test_browser.py will fail" >&2
 
+# c2patool, a second reader of our Content Credentials, built with Rust from crates.io into
+# .cache/c2patool/bin (reused). Not fatal, as for the browser.
+c2patool:
+	./scripts/c2patool.sh build || echo "make: no c2patool; tests/test_c2patool.py will fail" >&2
+
 demo: setup
 	.venv/bin/blockimage demo
 
-test: setup kubo fabric browser
+test: setup kubo fabric browser c2patool
 	.venv/bin/python -m pytest -q
 
 # Benchmark extras: more photos (scikit-learn, matplotlib; Debian's opencv-doc if installed) and

@@ -6,7 +6,10 @@ visual signatures; ``scale.fill``), with real photos (~1 MP) registered among th
 - verify of a re-encoded copy (JPEG 75 of each registered photo), 1 client, then 8 concurrent
   clients: p50, p95, max latency, throughput, errors; the baseline is the same verify in-process
   (``Node.verify`` of the same bytes, no HTTP, one core);
-- register throughput of new 1 MP pictures, 1 client and 4 concurrent clients.
+- register throughput of new 1 MP pictures, 1 client and 4 concurrent clients;
+- the C2PA Soft Binding Resolution API: POST /matches/byContent with the same copies (baseline:
+  ``Node.resolver.by_content`` in-process), GET /matches/byBinding with the copies' PDQ hashes
+  and with the record ids their watermarks carry, GET /manifests/{id}, 1 client.
 
 Usage: .venv/bin/python benchmarks/serve.py [--records 100000] [--work DIR] [--requests 48]
 (a home left in --work by an earlier run of the same size is reused).
@@ -15,6 +18,7 @@ Usage: .venv/bin/python benchmarks/serve.py [--records 100000] [--work DIR] [--r
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shutil
 import socket
@@ -35,7 +39,13 @@ from photos import load, photo_paths  # noqa: E402
 from scale import distractor_source, fill, jpeg  # noqa: E402
 
 from blockimage import Node  # noqa: E402
+from blockimage.credentials import (  # noqa: E402
+    FINGERPRINT_ALG,
+    SOFT_BINDING_ALG,
+    record_of_manifest,
+)
 from blockimage.evaluation import textured_picture  # noqa: E402
+from blockimage.fingerprint import pdq_hash  # noqa: E402
 
 
 def build_home(work: Path, records: int) -> tuple[Path, list[bytes]]:
@@ -131,6 +141,51 @@ def run_clients(
     }
 
 
+def soft_binding_rows(
+    url: str, copies: list[bytes], pdqs: list[bytes], baseline: float
+) -> list[tuple[str, str]]:
+    """The C2PA Soft Binding Resolution API, one client: by content, by binding, manifests."""
+    kind = {"Content-Type": "image/jpeg"}
+    by_content = run_clients(url, "/matches/byContent", [{"content": c} for c in copies], 1, kind)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        ids = [
+            client.post("/matches/byContent", content=c, headers=kind).json()["matches"]
+            for c in copies
+        ]
+        found = [m[0]["manifestId"] for m in ids if m]
+
+        def timed(requests: list[tuple[str, dict]]) -> tuple[float, int]:
+            took, missed = [], 0
+            for path, params in requests:
+                t0 = time.perf_counter()
+                answer = client.get(path, params=params)
+                took.append(time.perf_counter() - t0)
+                missed += answer.status_code != 200 or (
+                    path.startswith("/matches") and not answer.json()["matches"]
+                )
+            return statistics.median(took) * 1000, missed
+
+        def b64(raw: bytes) -> str:
+            return base64.b64encode(raw).decode("ascii")
+
+        pdq = timed(
+            [("/matches/byBinding", {"alg": FINGERPRINT_ALG, "value": b64(v)}) for v in pdqs]
+        )
+        marks = [bytes.fromhex(record_of_manifest(m) or "") for m in found]
+        mark = timed([("/matches/byBinding", {"alg": SOFT_BINDING_ALG, "value": b64(v)})
+                      for v in marks])  # fmt: skip
+        stores = timed([(f"/manifests/{m}", {}) for m in found])
+    return [
+        ("byContent in-process (baseline), median", f"{baseline:.0f} ms"),
+        ("POST /matches/byContent, 1 client: p50 / p95",
+         f"{by_content['p50']:.0f} / {by_content['p95']:.0f} ms"),
+        ("byContent: copies whose manifest was found", f"{len(found)} of {len(copies)}"),
+        ("GET /matches/byBinding (PDQ), median / misses", f"{pdq[0]:.1f} ms / {pdq[1]}"),
+        ("GET /matches/byBinding (watermark), median / misses", f"{mark[0]:.1f} ms / {mark[1]}"),
+        ("GET /manifests/{id}, median / misses", f"{stores[0]:.1f} ms / {stores[1]}"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -154,8 +209,15 @@ def main() -> None:
             kinds.append(node.verify(data).verdict)
             times.append(time.perf_counter() - t0)
         records = node.ledger.size()
-    baseline = statistics.median(times) * 1000
-    print(f"in-process verify: median {baseline:.0f} ms, verdicts {sorted(set(kinds))}")
+        baseline = statistics.median(times) * 1000
+        print(f"in-process verify: median {baseline:.0f} ms, verdicts {sorted(set(kinds))}")
+        times, pdqs = [], []
+        for data in copies:
+            t0 = time.perf_counter()
+            node.resolver.by_content(node.load(data))
+            times.append(time.perf_counter() - t0)
+            pdqs.append(bytes.fromhex(pdq_hash(node.load(data).image.pixels)[0]))
+        match_baseline = statistics.median(times) * 1000
 
     log = work / "serve.log"
     process, url, ready, warm = start_server(home, log)
@@ -199,6 +261,7 @@ def main() -> None:
             rows.append((f"register 1 MP, {name}: p50 / throughput",
                          f"{r['p50']:.0f} ms / {r['per_s']:.2f} /s"))  # fmt: skip
             rows.append((f"register 1 MP, {name}: errors", str(r["errors"])))
+        rows.extend(soft_binding_rows(url, copies, pdqs, match_baseline))
     finally:
         process.terminate()
         process.wait(timeout=120)

@@ -19,7 +19,7 @@ LAYERS = [
     # state and I/O at the edges: settings, keys, files, inputs, backends, bundles
     {"config", "files", "keys", "tokens", "credentials", "inputs", "storage", "ledger", "bundle"},
     {"matchers"},
-    {"registration", "verification", "report"},
+    {"registration", "verification", "report", "resolution"},
     {"node", "batch"},
     {"cli", "demo", "web", "__main__", "__init__"},
 ]

@@ -17,6 +17,12 @@ OPERATIONS = [
     "GET /api/checkpoint",
     "GET /api/consistency",
     "GET /healthz",
+    # the C2PA Soft Binding Resolution API
+    "GET /matches/byBinding",
+    "POST /matches/byBinding",
+    "POST /matches/byContent",
+    "GET /manifests/{manifestId}",
+    "GET /services/supportedAlgorithms",
 ]
 
 

@@ -157,8 +157,37 @@ def _credentials(data: bytes) -> object:
     return found
 
 
+def _manifest_store(data: bytes) -> object:
+    """The container walk that serves GET /manifests/{id}: bytes or None, never an error."""
+    from blockimage.credentials import manifest_store
+
+    found = manifest_store(data)
+    assert found is None or (found[4:8] == b"jumb" and len(found) <= len(data)), found[:16]
+    return found
+
+
+@cache
+def _store_seeds() -> list[bytes]:
+    """Our manifest in a JPEG (several APP11 segments: a thumbnail and a long title), a PNG
+    and a WebP."""
+    from blockimage.credentials import make_identity, record_manifest, sign
+
+    identity = make_identity()
+    seeds = []
+    for fmt, media_type in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")):
+        plain = _encoded(fmt, quality=80) if fmt == "JPEG" else _encoded(fmt)
+        manifest = record_manifest(
+            record_id="0123456789abcdef", title="t" * 30_000, owner="fuzz",
+            log_origin=_ORIGIN, parent=None,
+        )  # fmt: skip
+        seeds.append(sign(plain, media_type, manifest, identity, submitted=(plain, media_type,
+                          "s"), thumbnail=fmt == "JPEG"))  # fmt: skip
+    return seeds
+
+
 TARGETS: dict[str, Target] = {
     "credentials": Target(_credentials, (), _credentials_seeds),
+    "manifest_store": Target(_manifest_store, (), _store_seeds),
     "image": Target(_load, (InvalidImageError,), _image_seeds),
     "bundle": Target(verify_bundle, (InvalidBundleError,), lambda: _bundle_seeds()[:1]),
     "receipt": Target(_receipt, (RecordFormatError,), lambda: _bundle_seeds()[1:]),
