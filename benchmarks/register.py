@@ -126,7 +126,7 @@ def main() -> None:
 def credentials(node: Node, photos: list[Path]) -> None:
     """Content Credentials on 1 MP JPEGs: the manifest written (c2pa-rs, thumbnail off) and
     read + validated, beside the baseline of a plain copy of the file's bytes."""
-    from blockimage.credentials import read, record_manifest, sign
+    from blockimage.credentials import manifest_store, read, record_manifest, sign
 
     identity = node.keys.c2pa_identity()
     anchors = identity.anchor_pem.decode()
@@ -136,7 +136,7 @@ def credentials(node: Node, photos: list[Path]) -> None:
         data = path.read_bytes()
         manifest = record_manifest(
             record_id="0123456789abcdef", title=path.name, owner="bench", log_origin="b",
-            parent=None,
+            parent=None, pdq="5a" * 32,
         )  # fmt: skip
         signed.append(
             sign(data, "image/jpeg", manifest, identity, submitted=(data, "image/jpeg", "x"))
@@ -147,6 +147,7 @@ def credentials(node: Node, photos: list[Path]) -> None:
     report("manifest write (sign)", timed(write, photos))
     report("manifest read + validate", timed(lambda d: read(d, "image/jpeg", anchors=anchors),
                                                signed))  # fmt: skip
+    report("manifest store read out (GET /manifests)", timed(manifest_store, signed))
 
 
 _ONE_REGISTRATION = """

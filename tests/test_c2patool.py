@@ -34,7 +34,7 @@ def c2patool(path: Path, *args: str, anchors: Path | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, photos):
-    assert C2PATOOL.exists(), "c2patool is not built: run scripts/c2patool.sh build (make test does)"
+    assert C2PATOOL.exists(), "no c2patool: run scripts/c2patool.sh build (make test does)"
     work = tmp_path_factory.mktemp("c2patool")
     chelsea = np.asarray(Image.open(photos["chelsea"]).convert("RGB"))
     Image.fromarray(chelsea).save(work / "cat.webp", "WEBP", quality=90)

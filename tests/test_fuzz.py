@@ -4,6 +4,7 @@ tests (hypothesis) over random and mutated real inputs, and a bounded coverage-g
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -67,6 +68,7 @@ def test_a_coverage_guided_run_finds_no_crash(name, tmp_path):
         [sys.executable, "-m", "tests.fuzz.run", name, f"-runs={ATHERIS_RUNS}",
          "-max_len=65536", "-seed=1", f"-artifact_prefix={tmp_path}/"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its corpus folder goes with the test's
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"Done {ATHERIS_RUNS} runs" in done.stderr

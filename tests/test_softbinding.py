@@ -151,9 +151,10 @@ def test_spec_client_recovers_the_manifest_of_a_stripped_copy(server, sbr):
     assert found["record"]["owner"] == "alice"
 
     # the watermark value names the same manifest (a tool that holds the key reads it)
-    assert sbr.by_binding(SOFT_BINDING_ALG, bytes.fromhex(record.record_id))[0][
-        "manifestId"
-    ] == manifest_id
+    assert (
+        sbr.by_binding(SOFT_BINDING_ALG, bytes.fromhex(record.record_id))[0]["manifestId"]
+        == manifest_id
+    )
 
 
 def test_spec_client_is_refused_clearly(server, sbr, photos):

@@ -179,11 +179,12 @@ def check_identity(key_pem: bytes, chain_pem: bytes, anchor_pem: bytes | None) -
     certificate, and a test manifest signed with it validates as trusted under the anchor
     (default: the chain's last certificate). Raises :class:`CredentialsError` saying why not."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise CredentialsError(f"the key is not an unencrypted PEM private key ({exc})") from None
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)

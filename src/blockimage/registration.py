@@ -125,9 +125,9 @@ class Registrar:
         if c2pa and marked.image.format in SIGNED_FORMATS:
             title = item.path.name if item.path is not None else record_id
             source = (data, READ_FORMATS[item.image.format], title)
-            fingerprint = pdq if pdq_quality >= PDQ_MIN_QUALITY else None  # else not indexed
+            pdq_binding = pdq if pdq_quality >= PDQ_MIN_QUALITY else None  # else not indexed
             marked = self._sign_credentials(
-                marked, record_id, source, owner, parent_record, fingerprint, thumbnail=thumbnail
+                marked, record_id, source, owner, parent_record, pdq_binding, thumbnail=thumbnail
             )
         registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
         # 2. analyse: content tags (of the registered picture: the mark changes no content, and

@@ -2,7 +2,8 @@
 
 Usage (from the repository root): ``scripts/fuzz TARGET [libFuzzer options]``, e.g.
 ``scripts/fuzz image -max_total_time=600``. The seeds (``targets.py``) are written to a
-corpus folder first; a crash is an exception the target does not allow, and libFuzzer saves the
+corpus folder first (a new one in ``$TMPDIR``, left for the next run to start from); a crash
+is an exception the target does not allow, and libFuzzer saves the
 input that caused it (``crash-*``) in the current folder.
 """
 
