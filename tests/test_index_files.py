@@ -104,7 +104,7 @@ def test_a_damaged_pdq_index_is_rebuilt_with_the_same_answers(tmp_path, log, dam
     parts = MatcherParts(log, LocalBlockstore(tmp_path / "blocks"), tmp_path / "index", 10**8)
     matcher = PdqMatcher(parts)
     target = records[13]
-    before = matcher._checked(target.pdq, 31)
+    before = matcher.nearest(target.pdq, 31)
     assert [r.record_id for r, _ in before] == [target.record_id]
     matcher.close()
     directory = tmp_path / "index"
@@ -121,7 +121,7 @@ def test_a_damaged_pdq_index_is_rebuilt_with_the_same_answers(tmp_path, log, dam
             codes[i] ^= 0x0F
         (directory / "pdq.code").write_bytes(bytes(codes))
     matcher = PdqMatcher(parts)
-    after = matcher._checked(target.pdq, 31)
+    after = matcher.nearest(target.pdq, 31)
     assert [(r.record_id, d) for r, d in after] == [(r.record_id, d) for r, d in before]
     matcher.close()
 
