@@ -42,8 +42,10 @@ def test_indexes_open_on_first_use_and_catch_up_with_the_ledger(home, photo_file
         assert node.verify(receipt.output).matched_by == "sha256_file"
         assert node.verify(jpeg_bytes(np.asarray(registered), 70)).matched_by == "watermark"
         assert not (home / "index").exists()  # neither lookup needed an index
-        rotated = np.asarray(registered.rotate(1, Image.Resampling.BICUBIC))
-        verdict = node.verify(rotated)  # the watermark is lost: PDQ, rebuilt from the ledger
+        # turned by 5 degrees, beyond the watermark's synchronisation search (3): PDQ finds it,
+        # its index rebuilt from the ledger
+        rotated = np.asarray(registered.rotate(5, Image.Resampling.BICUBIC))
+        verdict = node.verify(rotated)
         assert (verdict.matched_by, verdict.record_id) == ("pdq", receipt.record.record_id)
         assert (home / "index" / "pdq.code").exists()
 

@@ -113,7 +113,9 @@ class Registrar:
         pixels = item.image.pixels
         data = item.data if item.data is not None else encode_image(pixels, "PNG")
         key = self.keys.watermark_key()
-        submitted = Suspect(data, pixels, watermark_key=key)
+        # the duplicate check reads a mark as is: a crop of a registered picture is not searched
+        # for (the synchronisation search would double a 1 MP registration's time)
+        submitted = Suspect(data, pixels, watermark_key=key, sync=False)
         original_sha256 = submitted.sha256_file
         assert original_sha256 is not None  # the suspect has file bytes: ``data`` above
         self._refuse_duplicate(submitted, parent=parent)
@@ -129,7 +131,7 @@ class Registrar:
             marked = self._sign_credentials(
                 marked, record_id, source, owner, parent_record, pdq_binding, thumbnail=thumbnail
             )
-        registered = Suspect(marked.data, marked.image.pixels, watermark_key=key)
+        registered = Suspect(marked.data, marked.image.pixels, watermark_key=key, sync=False)
         # 2. analyse: content tags (of the registered picture: the mark changes no content, and
         # the backbone's run is then shared with the keypoint matcher's embedding)
         if self._tag_model == DEFAULT_MODEL:
@@ -240,7 +242,7 @@ class Registrar:
         fmt = image.format if image.format in ("JPEG", "WEBP") else "PNG"  # WebP: lossless
         data = encode_image(pixels, fmt, quality=_JPEG_QUALITY)
         saved = decode_image(data, max_pixels=self._max_pixels)
-        found = watermark.extract_details(saved.pixels, key)
+        found = watermark.extract_details(saved.pixels, key, sync=False)
         if found.payload != payload or found.bits is None:
             raise WatermarkNotRecoverableError(
                 "the watermark could not be read back from the saved image; nothing was "

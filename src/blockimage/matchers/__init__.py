@@ -87,12 +87,22 @@ class Suspect:
     """The image under test and what is derived from it, each computed at most once.
 
     ``data`` is the file's bytes (None for an array input); ``pixels`` its RGB uint8 pixels.
+    ``sync``: when the watermark is not read as is, search for it in a crop or a rotation
+    (0.2-0.5 s more; verification does, registration's duplicate check does not).
     """
 
-    def __init__(self, data: bytes | None, pixels: np.ndarray, *, watermark_key: bytes) -> None:
+    def __init__(
+        self,
+        data: bytes | None,
+        pixels: np.ndarray,
+        *,
+        watermark_key: bytes,
+        sync: bool = True,
+    ) -> None:
         self.data = data
         self.pixels = pixels
         self._watermark_key = watermark_key
+        self._sync = sync
 
     @cached_property
     def sha256_file(self) -> str | None:
@@ -112,7 +122,7 @@ class Suspect:
         """The keyed watermark read from the pixels (payload None if there is none)."""
         from ..watermark import extract_details
 
-        return extract_details(self.pixels, self._watermark_key)
+        return extract_details(self.pixels, self._watermark_key, sync=self._sync)
 
     @cached_property
     def keypoints(self) -> Signature:
