@@ -63,6 +63,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     confusion: Counter[tuple[str, str]] = Counter()
     per_kind: dict[str, Counter[str]] = {}
+    found_by: dict[str, Counter[str]] = {}  # benign kinds: which evidence found the record
     ious, f1s, times, megapixels = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp, Node(Path(tmp) / "home") as node:
         registered = []
@@ -87,6 +88,7 @@ def main() -> None:
                 kind = variant.kind.split("+")[0] if truth == "tampered" else variant.kind
                 per_kind.setdefault(kind, Counter())[verdict.verdict] += 1
                 if truth != "tampered":
+                    found_by.setdefault(kind, Counter())[str(verdict.matched_by)] += 1
                     continue
                 ys, xs = np.nonzero(variant.mask)
                 true_box = (
@@ -114,6 +116,10 @@ def main() -> None:
     for truth in ("benign", "tampered"):
         print(f"{truth:<10}" + "".join(f"{confusion[(truth, p)]:>11}" for p in LABELS))
     print("\nper kind: " + "; ".join(f"{k} {dict(c)}" for k, c in sorted(per_kind.items())))
+    print("\nbenign kinds found by the watermark (the rest: matched_by)")
+    for kind, by in sorted(found_by.items()):
+        share = by["watermark"] / max(sum(by.values()), 1)
+        print(f"  {kind:<22} {share:6.1%}   {dict(by)}")
     print(f"\nverdict accuracy                 {correct / total:.1%}")
     print(
         f"benign called tampered           {confusion[('benign', 'tampered')] / benign_total:.1%}"

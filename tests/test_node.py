@@ -345,19 +345,25 @@ def test_register_stores_content_tags_and_verify_reports_drift(node, photo_file,
     assert unknown.verdict == "unknown" and 0 <= unknown.blind_tamper_score <= 1
 
 
-def test_crops_and_rotations_are_found_by_keypoints_and_judged(node, photo_file):
+def test_crops_and_rotations_are_found_and_judged(node, photo_file):
     from blockimage.evaluation import tampered_variant
 
     receipt = node.register(photo_file("coffee"), owner="alice")
     img = np.asarray(Image.open(receipt.output).convert("RGB"))
     h, w = img.shape[:2]
-    crop = np.ascontiguousarray(img[int(h * 0.12) :, : w - int(w * 0.08)])  # 12 % top, 8 % right
+    # 12 % off the top, 8 % off the right: the watermark, put back on its grid
+    crop = np.ascontiguousarray(img[int(h * 0.12) :, : w - int(w * 0.08)])
     verdict = node.verify(jpeg_bytes(crop, 85))
+    assert (verdict.verdict, verdict.matched_by) == ("benign", "watermark")
+    assert verdict.record_id == receipt.record.record_id
+    edited = tampered_variant(crop, "paint", np.random.default_rng(1), resave=False)
+    assert node.verify(edited.pixels).verdict == "tampered"
+    # a quarter of the picture, beyond the watermark's synchronisation: local features
+    quarter = np.ascontiguousarray(img[int(h * 0.5) :, : w - int(w * 0.5)])
+    verdict = node.verify(jpeg_bytes(quarter, 85))
     assert (verdict.verdict, verdict.matched_by) == ("benign", "keypoints")
     assert verdict.record_id == receipt.record.record_id
     assert "local features" in verdict.explanation[0]
-    edited = tampered_variant(crop, "paint", np.random.default_rng(1), resave=False)
-    assert node.verify(edited.pixels).verdict == "tampered"
 
 
 def test_keypoint_index_is_rebuilt_from_storage_when_rows_are_missing(home, photo_file):
