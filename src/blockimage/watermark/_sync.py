@@ -296,7 +296,7 @@ def placements(found: Placement, shape: tuple[int, int], canonical: int) -> list
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64).T
     mapped = found.matrix @ corners  # 2 x 4
     lo, hi = mapped.min(axis=1), mapped.max(axis=1)
-    slack = 0.02 * canonical
+    slack = 0.05 * canonical  # a turned picture's corners reach out of the frame
     options = []
     for axis in (0, 1):
         first = int(np.ceil((-slack - lo[axis]) / TILE))
