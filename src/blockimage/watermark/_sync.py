@@ -2,24 +2,22 @@
 
 The DWT-SVD mark lives on a canonical grid onto which the whole picture is resampled, so a
 crop, or a rotation, moves every block of it. This second component tells the extractor where
-the canonical grid lies in a suspect image, in the manner of periodic ("self-referencing")
-watermarks (Kutter, "Watermarking resisting to translation, rotation, and scaling", SPIE 3528,
-1998; Voloshynovskiy, Deguillaume & Pun, "Multibit digital watermarking robust against local
-nonlinear geometrical distortions", ICIP 2001):
+the canonical grid lies in a suspect image, in the manner of periodic watermarks (Kutter,
+"Watermarking resisting to translation, rotation, and scaling", SPIE 3528, 1998):
 
-- embedding adds a keyed pseudo-random pattern of +-1 cells (``CELL`` canonical pixels wide),
-  repeated every ``TILE`` canonical pixels over the canonical grid, at low amplitude;
-- the autocorrelation of a suspect's high-passed luma then peaks on the lattice of the
-  repetition, whatever the crop: two lattice vectors give the scale and the rotation (and any
-  aspect change) from suspect pixels to canonical units;
-- folding the suspect's residual onto one tile with that lattice and correlating it with the
-  keyed tile gives the translation, modulo the tile; the tile's z-score says whether the
-  template is there at all;
-- the crop offset is then known modulo ``TILE`` canonical pixels; the placements that keep the
-  suspect inside the canonical frame are the candidates the decoder tries (the BCH code and the
-  CRC decide, see :mod:`._payload`).
+- embedding adds a(u) + b(v): two keyed balanced sequences of +-1 cells (``CELL`` canonical
+  pixels wide), each repeated every ``TILE`` canonical pixels, one varying across the grid and
+  one down it (faint stripes), at low amplitude;
+- for each axis, the suspect's band-passed luma is projected along lines tilted by each angle
+  searched, and every profile is folded at every period searched and correlated with the keyed
+  sequence at every shift (one FFT): the best z-score gives the stripes' angle, their period in
+  suspect pixels and the sequence's offset. A statistic linear in the template (folding against
+  the known sequence) sees what an autocorrelation, quadratic in it, cannot at this amplitude;
+- the two axes give the affine map from suspect pixels to the canonical grid, its offset known
+  modulo TILE; the placements that keep the suspect inside the frame are what the decoder tries
+  (the BCH code and the CRC decide, see :mod:`._payload`).
 
-Pure functions on arrays (OpenCV for resampling and the FFT).
+Pure functions on arrays (OpenCV for resampling and shears, NumPy's FFT).
 """
 
 from __future__ import annotations
