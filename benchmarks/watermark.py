@@ -386,7 +386,8 @@ def main() -> None:
         print(f"{label:<22}" + "".join(f"{results[n][key]:>12.0f}" for n in names))
     print(
         "(payload bits: " + ", ".join(f"{m.name} {m.bits}" for m in methods) + "; crop ms/MP: "
-        "extraction after a crop or rotation, where BlockImage runs its synchronisation)"
+        "extraction after a crop or rotation, where BlockImage runs its synchronisation; "
+        f"rivaGan on the first {min(args.riva_photos, len(photos))} photos)"
     )
     if args.camera:
         camera_size(paths[: args.camera])

@@ -140,6 +140,8 @@ def _fold_scores(
     correlation between neighbouring samples (an effective sample size)."""
     # profile sample i is the line through pixel centre (i - pad, 0): in continuous coordinates
     # (pixel x covers [x, x + 1)) the line x_c - y_c tan(angle) = i - pad + (1 - tan(angle)) / 2
+    if int(keep.sum()) <= 2 * CELLS * per_cell:  # a sliver: too few samples to fold
+        return np.zeros(len(periods)), np.zeros(len(periods))
     x = np.flatnonzero(keep) - pad + 0.5 * (1.0 - np.tan(np.deg2rad(angle)))
     values = profile[keep].astype(np.float64)
     values = values - values.mean()
@@ -252,6 +254,8 @@ def locate(luma: np.ndarray, key: bytes, *, per_axis: int = 2) -> list[Placement
     combinations of the best ``per_axis`` readings of each axis; empty when the template is
     not seen on both axes. The decoder tries them in turn (a wrong lattice decodes nothing)."""
     h, w = luma.shape
+    if min(h, w) < 128:  # too small to hold two repetitions of the template
+        return []
     scale = min(1.0, _WORK / max(h, w))
     work = luma
     if scale < 1.0:
