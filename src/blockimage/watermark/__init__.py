@@ -125,9 +125,9 @@ def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return out
 
 
-def _analyse(rgb: np.ndarray, params: Params) -> _dwtsvd.Domain:
+def _analyse(luma: np.ndarray, params: Params) -> _dwtsvd.Domain:
     return _dwtsvd.analyse(
-        _luma(rgb),
+        luma,
         canonical=params.canonical,
         level=params.level,
         block=params.block,
@@ -192,7 +192,7 @@ def embed(
         )
     if not key:
         raise ValueError("watermark key must not be empty")
-    dom = _analyse(rgb, params)
+    dom = _analyse(_luma(rgb), params)
     n = dom.s1.shape[0]
     bit_of_block, dither = _layout(key, n)
     coded = _payload.encode_payload(payload, key)
@@ -225,10 +225,10 @@ def extract_details(
     rgb, _ = _as_rgb(image)
     if min(rgb.shape[:2]) < 64:
         return _NOTHING
-    found = _decode(_analyse(rgb, params), key, params)
+    luma = _luma(rgb)  # once: the plain reading and the search both start from it
+    found = _decode(_analyse(luma, params), key, params)
     if found is not None or not sync or params.sync_strength <= 0:
         return found or _NOTHING
-    luma = _luma(rgb)
     for rank, placement in enumerate(_sync.locate(luma, key)):
         # A clear template earns four readings, two placements each; a faint one (what
         # unmarked pictures show by chance too) three: the work on an unmarked picture stays
@@ -237,11 +237,8 @@ def extract_details(
             break
         for matrix in _sync.placements(placement, luma.shape, params.canonical)[:_PLACES]:
             view, coverage = _sync.canonical_view(luma, matrix, params.canonical)
-            dom = _dwtsvd.analyse(
-                view, canonical=params.canonical, level=params.level, block=params.block,
-                wavelet=params.wavelet,
-            )  # fmt: skip
-            found = _decode(dom, key, params, covered=_covered_blocks(coverage, params))
+            covered = _covered_blocks(coverage, params)
+            found = _decode(_analyse(view, params), key, params, covered=covered)
             if found is not None:
                 return found
     return _NOTHING

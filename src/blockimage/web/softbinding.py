@@ -36,13 +36,11 @@ def add_routes(app: FastAPI, service: Service, errors: dict[int | str, dict[str,
     bad: dict[int | str, dict[str, Any]] = {
         400: json_response("Error", "unknown algorithm, malformed value or parameter")
     }
-    max_results = {
-        "name": "maxResults",
-        "in": "query",
-        "required": False,
-        "description": f"at most this many matches (1-{MAX_RESULTS}, default {_DEFAULT_RESULTS})",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS},
-    }
+    max_results = _query(
+        "maxResults",
+        f"at most this many matches (1-{MAX_RESULTS}, default {_DEFAULT_RESULTS})",
+        kind="integer", minimum=1, maximum=MAX_RESULTS,
+    )  # fmt: skip
     result = json_response("SoftBindingQueryResult", "the matching manifests, best first")
     tags: list[str | Enum] = ["C2PA soft binding resolution"]
 
@@ -67,14 +65,8 @@ def add_routes(app: FastAPI, service: Service, errors: dict[int | str, dict[str,
         responses={200: result, **errors, **bad},
         openapi_extra={
             "parameters": [
-                {"name": "alg", "in": "query", "required": True, "schema": {"type": "string"}},
-                {
-                    "name": "value",
-                    "in": "query",
-                    "required": True,
-                    "description": "the soft binding value, base64",
-                    "schema": {"type": "string"},
-                },
+                _query("alg", required=True),
+                _query("value", "the soft binding value, base64", required=True),
                 max_results,
             ]
         },
@@ -113,22 +105,10 @@ def add_routes(app: FastAPI, service: Service, errors: dict[int | str, dict[str,
         responses={200: result, **errors, **bad},
         openapi_extra={
             "parameters": [
-                {
-                    "name": "alg",
-                    "in": "query",
-                    "required": False,
-                    "description": "one algorithm to use (default: every supported one)",
-                    "schema": {"type": "string"},
-                },
+                _query("alg", "one algorithm to use (default: every supported one)"),
                 max_results,
-                {"name": "hintAlg", "in": "query", "required": False, "schema": {"type": "string"}},
-                {
-                    "name": "hintValue",
-                    "in": "query",
-                    "required": False,
-                    "description": "accepted; the image is always searched in full",
-                    "schema": {"type": "string"},
-                },
+                _query("hintAlg"),
+                _query("hintValue", "accepted; the image is always searched in full"),
             ],
             "requestBody": {
                 "required": True,
@@ -169,13 +149,11 @@ def add_routes(app: FastAPI, service: Service, errors: dict[int | str, dict[str,
         },
         openapi_extra={
             "parameters": [
-                {
-                    "name": "returnActiveManifest",
-                    "in": "query",
-                    "required": False,
-                    "description": "accepted; the store holds our manifest as its active one",
-                    "schema": {"type": "boolean"},
-                }
+                _query(
+                    "returnActiveManifest",
+                    "accepted; the store holds our manifest as its active one",
+                    kind="boolean",
+                )
             ]
         },
     )
@@ -193,6 +171,22 @@ def add_routes(app: FastAPI, service: Service, errors: dict[int | str, dict[str,
         return JSONResponse(
             {kind: [{"alg": alg} for alg in algs] for kind, algs in ALGORITHMS.items()}
         )
+
+
+def _query(
+    name: str,
+    description: str = "",
+    *,
+    required: bool = False,
+    kind: str = "string",
+    **bounds: int,
+) -> dict[str, Any]:
+    """An OpenAPI query parameter."""
+    parameter: dict[str, Any] = {"name": name, "in": "query", "required": required}
+    if description:
+        parameter["description"] = description
+    parameter["schema"] = {"type": kind, **bounds}
+    return parameter
 
 
 async def _receive(request: Request, service: Service) -> Path:
