@@ -45,7 +45,7 @@ def test_score_is_a_probability_and_the_shipped_model_matches_the_features(photo
     score = blind_tamper_score(photo)
     assert 0.0 <= score <= 1.0
     model = load_model()
-    assert model.weights.shape == (len(FEATURE_NAMES) + model.pca_components.shape[0],)
+    assert model.weights.shape == model.mean.shape == (len(FEATURE_NAMES),)
 
 
 def test_a_missing_or_stale_model_says_how_to_get_one(tmp_path):
@@ -98,5 +98,9 @@ def test_analyze_command_prints_tags_and_score(photos):
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["tags"][0]["label"] == "espresso" and 0 <= doc["blind_tamper_score"] <= 1
+    blind = doc["blind_evidence"]
+    assert blind["score"] == doc["blind_tamper_score"] and blind["threshold"] <= blind["score"]
+    assert 0 <= blind["false_positive_rate"] <= blind["true_positive_rate"] <= 1
+    assert any("JPEG" in line for line in blind["findings"])
     bad = CliRunner().invoke(cli, ["analyze", __file__])
     assert bad.exit_code == 1 and "not an image" in bad.stderr

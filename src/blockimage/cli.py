@@ -451,12 +451,14 @@ def _print_verdict(v: Verdict) -> None:
 @_common
 @click.pass_context
 def analyze(ctx: click.Context, image: Path, home: Path | None, as_json: bool | None) -> None:
-    """Content tags and blind tamper score of IMAGE (no registration; the home is only read,
-    for its backbone and limits, and not created)."""
+    """Content tags and blind forensic evidence of IMAGE: the tamper score with its error
+    rates, the findings (double JPEG compression, traces of an earlier JPEG) and, in --json,
+    the heat map (no registration; the home is only read, for its backbone and limits)."""
     from .analysis import analyze_image
     from .analysis.classifier import backbone_model
     from .config import load_settings, resolve_home
     from .inputs import load_image
+    from .verification import blind_sentence
 
     home, as_json = _opts(ctx, home, as_json)
     with _errors():
@@ -466,27 +468,27 @@ def analyze(ctx: click.Context, image: Path, home: Path | None, as_json: bool | 
             image, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes
         )
         analysis = analyze_image(
-            item.image.pixels, backbone_model(settings.backbone, root / "models")
+            item.image.pixels, backbone_model(settings.backbone, root / "models"), data=item.data
         )
-    tags, score = analysis.tags, analysis.blind_tamper_score
+    tags, blind = analysis.tags, analysis.blind
     if as_json:
         _print_json(
             {
                 "image": str(image),
                 "tags": [vars(t) for t in tags],
-                "blind_tamper_score": score,
+                "blind_tamper_score": analysis.blind_tamper_score,
                 "model": analysis.model,
+                "blind_evidence": blind.to_dict() if blind else None,
             }
         )
         return
     click.echo("tags: " + ", ".join(f"{t.label} ({t.score:.2f})" for t in tags))
-    if score is None:
+    if blind is None:
         click.echo("blind tamper score: none (the image is too small to judge)")
     else:
-        click.echo(
-            f"blind tamper score: {score:.2f} (0 = untouched, 1 = edited; a weak signal, see "
-            "README)"
-        )
+        click.echo(blind_sentence(blind))
+        for line in blind.findings:
+            click.echo(f"  - {line}")
 
 
 # -- models ---------------------------------------------------------------------------------------

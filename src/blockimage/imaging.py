@@ -39,10 +39,12 @@ __all__ = [
     "WORK_SIDE",
     "DecodedImage",
     "InvalidImageError",
+    "JpegLuma",
     "UnsupportedImageError",
     "ImageTooLargeError",
     "decode_image",
     "encode_image",
+    "jpeg_luma",
     "media_type_of",
     "probe_image",
     "rgb_from_array",
@@ -224,6 +226,51 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         image.close()
         raise kind(problem)
     return image
+
+
+@dataclass(frozen=True)
+class JpegLuma:
+    """A JPEG's luma as its decoder produced it, before any colour conversion.
+
+    ``plane``: H x W uint8, in the file's stored orientation (not the EXIF-rotated one);
+    ``table``: the luma quantisation table, 8 x 8 in natural (row-major) order, from the file;
+    ``orientation``: the EXIF orientation (1-8) that :func:`decode_image` applied.
+    The forward DCT of each aligned 8 x 8 block of ``plane - 128``, divided by ``table`` and
+    rounded, gives back the file's quantised coefficients except where the decoder clipped.
+    """
+
+    plane: np.ndarray
+    table: np.ndarray
+    orientation: int
+
+
+def jpeg_luma(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> JpegLuma | None:
+    """The luma plane and quantisation table of a JPEG file; None for any other format and
+    for JPEGs whose luma cannot be had without colour conversion (CMYK, YCCK).
+
+    Raises :class:`InvalidImageError` as :func:`decode_image` does for a refused file.
+    """
+    with _libtiff_quiet(data):
+        image = _open_checked(data, max_pixels)
+    with image:
+        tables = getattr(image, "quantization", None) or {}
+        if image.format != "JPEG" or image.mode not in ("RGB", "L") or 0 not in tables:
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if image.mode == "RGB":
+                    # libjpeg hands out Y, Cb, Cr as decoded: no colour transform to invert.
+                    image.draft("YCbCr", image.size)
+                image.load()
+                orientation = int(image.getexif().get(_ORIENTATION, 1))
+                plane = np.asarray(image.getchannel(0))
+        except (OSError, ValueError, SyntaxError, struct.error) as exc:
+            raise InvalidImageError(f"unreadable image: {exc}") from None
+    table = np.asarray(tables[0], dtype=np.int32)
+    if table.size != 64:
+        return None
+    return JpegLuma(plane, table.reshape(8, 8), orientation if 1 <= orientation <= 8 else 1)
 
 
 def _too_large(pillow_message: str, max_pixels: int) -> InvalidImageError:

@@ -42,6 +42,7 @@ __all__ = [
     "Receipt",
     "Similarity",
     "Region",
+    "BlindEvidence",
     "Verdict",
     "VERDICTS",
     "VerdictKind",
@@ -478,6 +479,35 @@ class Region:
 
 
 @dataclass(frozen=True)
+class BlindEvidence:
+    """What the blind forensics say of an image judged alone (no registered original).
+
+    ``score``: the blind tamper score, 0 = untouched, 1 = edited; ``false_positive_rate`` and
+    ``true_positive_rate``: the shares of untouched and of edited images that scored at least
+    ``threshold`` (the highest one the score reaches) in the detector's cross-validation;
+    ``findings``: one sentence per piece of evidence; ``heat_map``: PNG (grey, 0-255) at the
+    working resolution of where the compression history points, or None when it points nowhere.
+    """
+
+    score: float
+    threshold: float
+    false_positive_rate: float
+    true_positive_rate: float
+    findings: tuple[str, ...] = ()
+    heat_map: bytes | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "threshold": self.threshold,
+            "false_positive_rate": self.false_positive_rate,
+            "true_positive_rate": self.true_positive_rate,
+            "findings": list(self.findings),
+            "heat_map": base64.b64encode(self.heat_map).decode("ascii") if self.heat_map else None,
+        }
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The answer of ``verify``: what the image is, what it matched, and the evidence."""
 
@@ -496,6 +526,8 @@ class Verdict:
     # The Content Credentials (C2PA) in the suspect's file, as read and validated
     # (blockimage.credentials.read); None when the file carries none. Evidence, not the verdict.
     content_credentials: dict[str, Any] | None = None
+    # The blind forensics behind blind_tamper_score (unknown verdicts); never the verdict itself.
+    blind_evidence: BlindEvidence | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -515,4 +547,5 @@ class Verdict:
             "mask": base64.b64encode(self.mask).decode("ascii") if self.mask else None,
             "events": [dict(e) for e in self.events],
             "content_credentials": self.content_credentials,
+            "blind_evidence": self.blind_evidence.to_dict() if self.blind_evidence else None,
         }

@@ -2,7 +2,8 @@
 
 One file, images inline as data URIs, no scripts, printable: the verdict and its evidence, the
 suspect beside the registered original and a heat map of the differences with the changed
-regions boxed, the signed record, its ledger proof and its history. Pure: evidence in, text out.
+regions boxed (for an unknown image, the blind forensics' heat map), the signed record, its
+ledger proof and its history. Pure: evidence in, text out.
 The web page (:mod:`blockimage.web`) shows the same body (:func:`render_body`) with the same
 style sheet (:data:`REPORT_CSS`), with copy buttons beside the ids.
 """
@@ -71,6 +72,19 @@ def _overlay(evidence: Evidence) -> np.ndarray | None:
     for r in evidence.verdict.regions:
         cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 255, 255), thickness)
     return out
+
+
+def _blind_overlay(evidence: Evidence) -> np.ndarray | None:
+    """The suspect with the blind forensics' heat map (compression history) blended in."""
+    blind = evidence.verdict.blind_evidence
+    if blind is None or blind.heat_map is None:
+        return None
+    heat = np.asarray(Image.open(io.BytesIO(blind.heat_map)).convert("L"))
+    h, w = evidence.suspect.shape[:2]
+    heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
+    coloured = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    alpha = (heat.astype(np.float32) / 255 * 0.75)[:, :, None]
+    return (evidence.suspect * (1 - alpha) + coloured * alpha).astype(np.uint8)
 
 
 def _row(name: str, value: object, *, mono: bool = False, copy: bool = False) -> str:
@@ -156,6 +170,10 @@ def render_body(
     overlay = _overlay(evidence)
     if overlay is not None:
         figures.append(("Differences after alignment (changed regions boxed)", overlay))
+    blind = _blind_overlay(evidence)
+    if blind is not None:
+        caption = "Blind forensics: where the compression history differs (not a verdict)"
+        figures.append((caption, blind))
     figure_html = "".join(
         f'<figure><img src="{_data_uri(px)}" alt="{html.escape(cap)}">'
         f"<figcaption>{html.escape(cap)}</figcaption></figure>"

@@ -1,25 +1,29 @@
-"""AI metadata of an image: content tags (ImageNet CNN) and a blind tamper score.
+"""AI metadata of an image: content tags (ImageNet CNN) and blind forensic evidence.
 
-``analyze_image`` runs the classifier once and derives both; the models load once per process.
+``analyze_image`` runs the classifier (tags) beside the forensics (:func:`blind_evidence`);
+the models load once per process.
 """
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..records import Tag
+from ..imaging import InvalidImageError, jpeg_luma
+from ..records import BlindEvidence, Tag
 from .blind import ModelNotFoundError, load_model
-from .classifier import DEFAULT_MODEL, Prediction, load_classifier
-from .forensics import MIN_SIDE, forensic_features, forensics_possible
+from .classifier import DEFAULT_MODEL, load_classifier
+from .forensics import MIN_SIDE, examine, forensics_possible
 
 __all__ = [
     "Analysis",
     "MIN_SIDE",
     "analyze_image",
+    "blind_evidence",
     "blind_tamper_score",
     "ModelNotFoundError",
 ]
@@ -28,38 +32,65 @@ __all__ = [
 @dataclass(frozen=True)
 class Analysis:
     tags: tuple[Tag, ...]
-    blind_tamper_score: float | None  # None: too small for the forensic features
+    blind: BlindEvidence | None  # None: too small for the forensics
     model: str  # the backbone that gave the tags
+
+    @property
+    def blind_tamper_score(self) -> float | None:
+        return None if self.blind is None else self.blind.score
 
 
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockimage-analysis")
 
 
-def analyze_image(rgb: np.ndarray, tag_model: Path = DEFAULT_MODEL) -> Analysis:
-    """Content tags (from ``tag_model``) and blind tamper score of an RGB uint8 image.
+def analyze_image(
+    rgb: np.ndarray, tag_model: Path = DEFAULT_MODEL, *, data: bytes | None = None
+) -> Analysis:
+    """Content tags (from ``tag_model``) and the blind evidence of an RGB uint8 image;
+    ``data``: its file's bytes, when there is a file (a JPEG's coefficients are read from it).
 
-    The blind model was trained on the default backbone's features, so the score always uses
-    that backbone; a configured other backbone (``models import``) gives the tags. The
-    classifier runs in a worker thread while the forensic features are computed here:
-    onnxruntime and OpenCV release the GIL, so on two cores the two overlap.
+    The classifier runs in a worker thread while the forensics run here: onnxruntime, OpenCV
+    and NumPy release the GIL, so on two cores the two overlap.
     """
-    classifier = load_classifier()
     tagger = load_classifier(tag_model)
-    model = load_model()
-    pending = _POOL.submit(classifier.predict, rgb)
-    forensic = forensic_features(rgb) if forensics_possible(rgb) else None
-    prediction = pending.result()
-    score = None if forensic is None else round(model.score(forensic, prediction.features), 3)
-    tagged = prediction if tagger is classifier else tagger.predict(rgb)
-    return Analysis(tagger.tags(tagged), score, tagger.name)
+    pending = _POOL.submit(tagger.predict, rgb)
+    blind = blind_evidence(rgb, data)
+    return Analysis(tagger.tags(pending.result()), blind, tagger.name)
 
 
-def blind_tamper_score(rgb: np.ndarray, prediction: Prediction | None = None) -> float | None:
-    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with, or None for an
-    image too small to judge (under ``MIN_SIDE`` pixels a side at the working resolution);
-    ``prediction`` is the default backbone's output for ``rgb`` if the caller has it already."""
+def blind_evidence(rgb: np.ndarray, data: bytes | None = None) -> BlindEvidence | None:
+    """The blind tamper score of ``rgb`` with its cross-validated error rates, the findings and
+    the heat map; None for an image too small to judge (under ``MIN_SIDE`` pixels a side at
+    the working resolution). ``data``: the file's bytes, if any."""
     if not forensics_possible(rgb):
         return None
-    if prediction is None:
-        return analyze_image(rgb).blind_tamper_score
-    return round(load_model().score(forensic_features(rgb), prediction.features), 3)
+    try:
+        luma = jpeg_luma(data) if data is not None else None
+    except InvalidImageError:  # the pixels were decoded; without the coefficients, judge those
+        luma = None
+    found = examine(rgb, luma)
+    model = load_model()
+    score = round(model.score(found.features), 3)
+    rates = model.error_rates(score)
+    heat_map = None
+    if float(found.heat.max()) >= 0.5:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.round(found.heat * 255).astype(np.uint8), "L").save(buf, "PNG")
+        heat_map = buf.getvalue()
+    return BlindEvidence(
+        score=score,
+        threshold=rates.threshold,
+        false_positive_rate=rates.false_positive_rate,
+        true_positive_rate=rates.true_positive_rate,
+        findings=found.findings,
+        heat_map=heat_map,
+    )
+
+
+def blind_tamper_score(rgb: np.ndarray, data: bytes | None = None) -> float | None:
+    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with, or None for an
+    image too small to judge; see :func:`blind_evidence`."""
+    blind = blind_evidence(rgb, data)
+    return None if blind is None else blind.score

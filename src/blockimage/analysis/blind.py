@@ -1,10 +1,10 @@
 """The blind tamper score: how likely an image was locally edited, judged from itself alone.
 
-A logistic regression over two groups of features: the forensic signals of :mod:`.forensics`
-(log-compressed, standardised) and the frozen backbone's pooled features (standardised, then
-projected on 16 principal components). Trained by ``benchmarks/tamper_cv.py`` and shipped as
-``blind_model.json`` (plain numbers: no pickles, no scikit-learn at run time). Use it for images
-with no registered original; with an original, ``verify``'s comparison is far stronger.
+A logistic regression over the forensic evidence of :mod:`.forensics` (log-compressed,
+standardised), trained by ``benchmarks/tamper_cv.py`` and shipped as ``blind_model.json``
+(plain numbers: no pickles, no scikit-learn at run time), with the error rates it had in
+cross-validation at each threshold, so that a score is always stated with them. Use it for
+images with no registered original; with an original, ``verify``'s comparison is far stronger.
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ import numpy as np
 from ..errors import BlockImageError
 from .forensics import FEATURE_NAMES
 
-__all__ = ["MODEL_PATH", "BlindModel", "ModelNotFoundError", "load_model", "log_compress"]
+__all__ = [
+    "MODEL_PATH",
+    "BlindModel",
+    "ErrorRates",
+    "ModelNotFoundError",
+    "load_model",
+    "log_compress",
+]
 
 MODEL_PATH = Path(__file__).with_name("blind_model.json")
+_FPR, _TPR = "false_positive_rate", "true_positive_rate"
 
 
 class ModelNotFoundError(BlockImageError, FileNotFoundError):
@@ -34,50 +42,60 @@ def log_compress(features: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BlindModel:
-    forensic_mean: np.ndarray
-    forensic_scale: np.ndarray
-    cnn_mean: np.ndarray
-    cnn_scale: np.ndarray
-    pca_mean: np.ndarray
-    pca_components: np.ndarray  # k x 1280
-    weights: np.ndarray  # len(FEATURE_NAMES) + k
-    bias: float
+class ErrorRates:
+    """Out-of-fold rates in cross-validation at ``threshold``: the shares of untouched
+    (``false_positive_rate``) and of edited images (``true_positive_rate``) that scored at
+    least this."""
 
-    def score(self, forensic: np.ndarray, cnn: np.ndarray) -> float:
-        f = (log_compress(forensic) - self.forensic_mean) / self.forensic_scale
-        c = (cnn - self.cnn_mean) / self.cnn_scale
-        z = np.concatenate([f, (c - self.pca_mean) @ self.pca_components.T])
+    threshold: float
+    false_positive_rate: float
+    true_positive_rate: float
+
+
+@dataclass(frozen=True)
+class BlindModel:
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray  # len(FEATURE_NAMES)
+    bias: float
+    operating_points: tuple[ErrorRates, ...]  # by increasing threshold
+
+    def score(self, forensic: np.ndarray) -> float:
+        z = (log_compress(forensic) - self.mean) / self.scale
         return float(1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias))))
+
+    def error_rates(self, score: float) -> ErrorRates:
+        """The rates at the highest threshold the score reaches (the lowest if none)."""
+        reached = [p for p in self.operating_points if p.threshold <= score]
+        return reached[-1] if reached else self.operating_points[0]
 
 
 @lru_cache(maxsize=4)
 def load_model(path: Path = MODEL_PATH) -> BlindModel:
     """Load (once per process) the shipped model."""
+    retrain = "`python benchmarks/tamper_cv.py --write-model`"
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ModelNotFoundError(
             f"blind tamper model {path} is missing; reinstall BlockImage, or train it with "
-            "`python benchmarks/tamper_cv.py --write-model`"
+            f"{retrain}"
         ) from None
-    if tuple(doc.get("features", ())) != FEATURE_NAMES:
+    if tuple(doc.get("features", ())) != FEATURE_NAMES or not doc.get("operating_points"):
         raise ModelNotFoundError(
-            f"blind tamper model {path} was trained on other features; retrain it with "
-            "`python benchmarks/tamper_cv.py --write-model`"
+            f"blind tamper model {path} was trained on other features; retrain it with {retrain}"
         )
-    arrays = {
-        k: np.array(v, dtype=np.float64)
-        for k, v in doc.items()
-        if k
-        in (
-            "forensic_mean",
-            "forensic_scale",
-            "cnn_mean",
-            "cnn_scale",
-            "pca_mean",
-            "pca_components",
-            "weights",
-        )
-    }
-    return BlindModel(bias=float(doc["bias"]), **arrays)
+    points = sorted(
+        (
+            ErrorRates(float(p["threshold"]), float(p[_FPR]), float(p[_TPR]))
+            for p in doc["operating_points"]
+        ),
+        key=lambda p: p.threshold,
+    )
+    return BlindModel(
+        mean=np.array(doc["mean"], dtype=np.float64),
+        scale=np.array(doc["scale"], dtype=np.float64),
+        weights=np.array(doc["weights"], dtype=np.float64),
+        bias=float(doc["bias"]),
+        operating_points=tuple(points),
+    )
