@@ -175,3 +175,33 @@ def test_the_shipped_model_states_its_error_rates():
     assert all(p.true_positive_rate >= p.false_positive_rate for p in points)
     assert model.error_rates(0.99).threshold == points[-1].threshold
     assert model.error_rates(0.0).threshold == points[0].threshold
+
+
+def test_verify_of_an_unregistered_splice_stays_unknown_with_the_evidence(home, pictures, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from blockimage.cli import cli
+
+    host = _decoded(_jpeg(pictures["chelsea"], 70))
+    spliced, _ = _splice(host, _decoded(_jpeg(pictures["rocket"], 85)))
+    suspect = tmp_path / "suspect.jpg"
+    suspect.write_bytes(_jpeg(spliced, 90))
+    runner = CliRunner()
+    report = tmp_path / "report.html"
+    shown = runner.invoke(
+        cli, ["--home", str(home), "verify", str(suspect), "--report", str(report)]
+    )
+    assert shown.exit_code == 0 and "verdict: UNKNOWN" in shown.stdout
+    assert "of untouched images and" in shown.stdout and "was compressed once" in shown.stdout
+    text = report.read_text()
+    assert "Blind forensics: where the compression history differs" in text
+    doc = json.loads(
+        runner.invoke(cli, ["--home", str(home), "verify", str(suspect), "--json"]).stdout
+    )
+    assert doc["verdict"] == "unknown" and doc["record_id"] is None
+    blind = doc["blind_evidence"]
+    assert blind["score"] == doc["blind_tamper_score"] and blind["heat_map"]
+    assert any("compressed twice" in line for line in blind["findings"])
+    assert blind["false_positive_rate"] <= blind["true_positive_rate"]

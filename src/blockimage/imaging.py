@@ -260,11 +260,12 @@ def jpeg_luma(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> JpegLuma 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if image.mode == "RGB":
-                    # libjpeg hands out Y, Cb, Cr as decoded: no colour transform to invert.
-                    image.draft("YCbCr", image.size)
+                    # libjpeg hands out the Y component as decoded (its grey output copies
+                    # it; the chroma is never converted): no colour transform to invert.
+                    image.draft("L", image.size)
                 image.load()
                 orientation = int(image.getexif().get(_ORIENTATION, 1))
-                plane = np.asarray(image.getchannel(0))
+                plane = np.asarray(image)
         except (OSError, ValueError, SyntaxError, struct.error) as exc:
             raise InvalidImageError(f"unreadable image: {exc}") from None
     table = np.asarray(tables[0], dtype=np.int32)

@@ -21,9 +21,10 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
+from blockimage.analysis.jpeg import aligned_double_jpeg
 from blockimage.bundle import InvalidBundleError, make_bundle, verify_bundle
 from blockimage.config import ConfigError, load_settings
-from blockimage.imaging import InvalidImageError
+from blockimage.imaging import InvalidImageError, jpeg_luma
 from blockimage.inputs import load_image
 from blockimage.ledger.checkpoint import (
     Checkpoint,
@@ -78,6 +79,13 @@ def _image_seeds() -> list[bytes]:
 
 def _load(data: bytes) -> object:
     return load_image(data, max_pixels=4_000_000, max_file_bytes=1 << 22)
+
+
+def _jpeg_history(data: bytes) -> object:
+    """A file's JPEG luma and table (the blind forensics' reading of the file's own bytes), and
+    the double-compression analysis of whatever they hold."""
+    luma = jpeg_luma(data, max_pixels=4_000_000)
+    return None if luma is None else aligned_double_jpeg(luma)
 
 
 @cache
@@ -189,6 +197,7 @@ TARGETS: dict[str, Target] = {
     "credentials": Target(_credentials, (), _credentials_seeds),
     "manifest_store": Target(_manifest_store, (), _store_seeds),
     "image": Target(_load, (InvalidImageError,), _image_seeds),
+    "jpeg_history": Target(_jpeg_history, (InvalidImageError,), _image_seeds),
     "bundle": Target(verify_bundle, (InvalidBundleError,), lambda: _bundle_seeds()[:1]),
     "receipt": Target(_receipt, (RecordFormatError,), lambda: _bundle_seeds()[1:]),
     "checkpoint": Target(_checkpoint, (InvalidCheckpointError,), _checkpoint_seeds),

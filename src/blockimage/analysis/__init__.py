@@ -73,7 +73,7 @@ def blind_evidence(rgb: np.ndarray, data: bytes | None = None) -> BlindEvidence 
     score = round(model.score(found.features), 3)
     rates = model.error_rates(score)
     heat_map = None
-    if float(found.heat.max()) >= 0.5:
+    if float(found.heat.max()) > 0.0:  # a region was named
         from PIL import Image
 
         buf = io.BytesIO()

@@ -52,6 +52,7 @@ FREQUENCIES = 15  # the first AC frequencies in zig-zag order (the paper uses 6-
 _MIN_NONZERO = 300  # a frequency with fewer non-zero coefficients says too little
 _ROUNDING = 0.35  # std of the first decoder's rounding, in units of the coefficient (DCT of +-0.5)
 _MAX_Q1 = 64
+_CALIBRATION_BLOCKS = 50_000
 _ALPHAS = np.array([0.0, 0.1, 0.25, 0.5])  # share of single-compressed coefficients, tried
 _MAX_K = 60  # histogram range, in quantisation steps either side of zero
 _CLIP = np.log(20.0)  # one frequency of one block moves the odds at most 20:1
@@ -81,14 +82,31 @@ def ijg_table(quality: int) -> np.ndarray:
     return np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255)
 
 
-def _dct(plane: np.ndarray) -> np.ndarray:
-    """The orthonormal 8 x 8 DCT of ``plane - 128`` on the grid from (0, 0): (rows, cols, 64).
-    Two small matrix products (columns, then rows of every block), as the DCT is separable."""
+def _dct(plane: np.ndarray, size: int = 8) -> np.ndarray:
+    """The orthonormal 8 x 8 DCT of ``plane - 128`` on the grid from (0, 0), its frequencies
+    (u, v) < ``size`` only: (rows, cols, size * size), index u * size + v. Two small matrix
+    products (columns, then rows of every block), as the DCT is separable."""
     h, w = plane.shape[0] // 8 * 8, plane.shape[1] // 8 * 8
+    basis = _D32[:size]
     x = plane[:h, :w].astype(np.float32) - 128
-    down = np.matmul(_D32, x.reshape(h // 8, 8, w))  # each block's columns
-    both = np.matmul(down.reshape(h // 8, 8, w // 8, 8), _D32.T)  # and its rows
-    return both.transpose(0, 2, 1, 3).reshape(h // 8, w // 8, 64)
+    down = np.matmul(basis, x.reshape(h // 8, 8, w))  # each block's columns
+    both = np.matmul(down.reshape(h // 8, size, w // 8, 8), basis.T)  # and its rows
+    return both.transpose(0, 2, 1, 3).reshape(h // 8, w // 8, size * size)
+
+
+def _low(plane: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The DCT coefficients of the ``chosen`` natural indices (all within u, v < 6)."""
+    return _dct(plane, 6)[:, :, (chosen // 8) * 6 + chosen % 8]
+
+
+def _strips(plane: np.ndarray, most: int) -> np.ndarray:
+    """Every k-th row of 8 x 8 blocks, stacked, so that at most ``most`` blocks remain."""
+    rows = plane.shape[0] // 8
+    stride = max(1, -(-rows * (plane.shape[1] // 8) // most))
+    if stride == 1:
+        return plane
+    w = plane.shape[1]
+    return plane[: rows * 8].reshape(rows, 8, w)[::stride].reshape(-1, w)
 
 
 def dct_blocks(luma: JpegLuma) -> np.ndarray:
@@ -200,8 +218,9 @@ def aligned_double_jpeg(luma: JpegLuma) -> DoubleJpeg:
     chosen = _ZIGZAG[1 : FREQUENCIES + 1]
     table = luma.table.reshape(64)
     steps = table[chosen].astype(np.float32)
-    coef = np.rint(_dct(luma.plane)[:, :, chosen] / steps).astype(np.int32)
-    calibration = _dct(luma.plane[4:, 4:])[:, :, chosen] / steps
+    coef = np.rint(_low(luma.plane, chosen) / steps).astype(np.int32)
+    # p1 is a histogram: a sample of blocks does (the shifted grid's rows, 50,000 blocks at most)
+    calibration = _low(_strips(luma.plane[4:, 4:], _CALIBRATION_BLOCKS), chosen) / steps
     llr = np.zeros(coef.shape[:2], dtype=np.float32)
     primary: list[tuple[int, int, int]] = []
     for i, index in enumerate(chosen):
@@ -239,7 +258,7 @@ def earlier_jpeg(plane: np.ndarray) -> DoubleJpeg:
     file's own size; ``quality`` is the IJG quality that fits the steps found.
     """
     chosen = _ZIGZAG[1 : FREQUENCIES + 1]
-    coef = _dct(plane)[:, :, chosen]
+    coef = _low(plane, chosen)
     llr = np.zeros(coef.shape[:2], dtype=np.float32)
     primary: list[tuple[int, int, int]] = []
     steps = np.arange(2, _MAX_Q1 + 1, dtype=np.float32)

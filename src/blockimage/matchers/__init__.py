@@ -132,8 +132,8 @@ class Suspect:
 
     @cached_property
     def prediction(self) -> Prediction:
-        """The default backbone's output: content tags, the embedding and the blind tamper
-        score all come from this one run."""
+        """The default backbone's output: content tags and the embedding both come from this
+        one run."""
         from ..analysis.classifier import load_classifier
 
         return load_classifier().predict(self.pixels)
