@@ -118,7 +118,8 @@ def _pixel_f1(heat: np.ndarray, mask: np.ndarray) -> float:
 
 def _analyse(data: bytes, mask: np.ndarray | None) -> tuple[np.ndarray, float | None]:
     """The forensic features (log-compressed), and the heat map's pixel F1."""
-    found = examine(decode_image(data).pixels, jpeg_luma(data))
+    decoded = decode_image(data)
+    found = examine(decoded.pixels, jpeg_luma(data), lossless=decoded.lossless)
     vector = log_compress(found.features)
     return vector, None if mask is None else _pixel_f1(found.heat, mask)
 

@@ -205,3 +205,14 @@ def test_verify_of_an_unregistered_splice_stays_unknown_with_the_evidence(home, 
     assert blind["score"] == doc["blind_tamper_score"] and blind["heat_map"]
     assert any("compressed twice" in line for line in blind["findings"])
     assert blind["false_positive_rate"] <= blind["true_positive_rate"]
+
+
+def test_a_lossy_webp_gets_no_compression_history(pictures):
+    buf = io.BytesIO()
+    Image.fromarray(_decoded(_jpeg(pictures["chelsea"], 75))).save(buf, "WEBP", quality=80)
+    data = buf.getvalue()
+    evidence = blind_evidence(_decoded(data), data)
+    assert evidence is not None and evidence.heat_map is None
+    assert evidence.findings[0].startswith("Compression history not analysed")
+    # the same pixels as an array (no file) are judged as they are: no JPEG traces left
+    assert blind_evidence(_decoded(data)).findings[0].startswith("No JPEG traces")

@@ -44,6 +44,7 @@ __all__ = [
     "ImageTooLargeError",
     "decode_image",
     "encode_image",
+    "is_lossless",
     "jpeg_luma",
     "media_type_of",
     "probe_image",
@@ -139,7 +140,7 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
                 # printed by a library would break the CLI's one-line errors.
                 warnings.simplefilter("ignore")
                 image.load()
-                lossless = _is_lossless(fmt, data)
+                lossless = is_lossless(fmt, data)
                 # Each of these copies the whole image only when it changes something: at
                 # 12 MP an unconditional transpose and convert cost 0.1 s and 72 MB.
                 oriented = image
@@ -281,7 +282,8 @@ def _too_large(pillow_message: str, max_pixels: int) -> InvalidImageError:
     return ImageTooLargeError(f"image too large: {size}, limit is {max_pixels:,}")
 
 
-def _is_lossless(fmt: str, data: bytes) -> bool:
+def is_lossless(fmt: str, data: bytes) -> bool:
+    """Whether a file of format ``fmt`` (as Pillow names it) stores its pixels losslessly."""
     if fmt == "JPEG":
         return False
     if fmt == "WEBP":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..imaging import InvalidImageError, jpeg_luma
+from ..imaging import InvalidImageError, is_lossless, jpeg_luma, probe_image
 from ..records import BlindEvidence, Tag
 from .blind import ModelNotFoundError, load_model
 from .classifier import DEFAULT_MODEL, load_classifier
@@ -64,11 +64,16 @@ def blind_evidence(rgb: np.ndarray, data: bytes | None = None) -> BlindEvidence 
     the working resolution). ``data``: the file's bytes, if any."""
     if not forensics_possible(rgb):
         return None
-    try:
-        luma = jpeg_luma(data) if data is not None else None
-    except InvalidImageError:  # the pixels were decoded; without the coefficients, judge those
-        luma = None
-    found = examine(rgb, luma)
+    luma, lossless = None, True  # an array: its pixels are all there is
+    if data is not None:
+        pixels = rgb.shape[0] * rgb.shape[1]
+        try:
+            fmt = probe_image(data, max_pixels=pixels)[0]
+            luma = jpeg_luma(data, max_pixels=pixels) if fmt == "JPEG" else None
+            lossless = is_lossless(fmt, data)
+        except InvalidImageError:  # decoded once already; judge the pixels without the file
+            lossless = False
+    found = examine(rgb, luma, lossless=lossless)
     model = load_model()
     score = round(model.score(found.features), 3)
     rates = model.error_rates(score)

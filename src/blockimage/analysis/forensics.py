@@ -109,15 +109,19 @@ class Examination:
     findings: tuple[str, ...]
 
 
-def forensic_features(rgb: np.ndarray, luma: JpegLuma | None = None) -> np.ndarray:
+def forensic_features(
+    rgb: np.ndarray, luma: JpegLuma | None = None, *, lossless: bool = True
+) -> np.ndarray:
     """The forensic feature vector of an RGB uint8 image (see :data:`FEATURE_NAMES`);
-    ``luma``: the file's JPEG luma (:func:`blockimage.imaging.jpeg_luma`) when it is a JPEG."""
-    return examine(rgb, luma).features
+    ``luma``: the file's JPEG luma (:func:`blockimage.imaging.jpeg_luma`) when it is a JPEG;
+    ``lossless``: whether, without one, the pixels are as stored (PNG, TIFF, lossless WebP, an
+    array). Other lossy files (lossy WebP, a CMYK JPEG) get no compression-history evidence."""
+    return examine(rgb, luma, lossless=lossless).features
 
 
-def examine(rgb: np.ndarray, luma: JpegLuma | None = None) -> Examination:
+def examine(rgb: np.ndarray, luma: JpegLuma | None = None, *, lossless: bool = True) -> Examination:
     """The forensic features, heat map and findings of an RGB uint8 image (see the module
-    docstring); ``luma`` as for :func:`forensic_features`."""
+    docstring); ``luma`` and ``lossless`` as for :func:`forensic_features`."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 uint8 array, got {rgb.dtype} {rgb.shape}")
     img = work_image(rgb)
@@ -128,7 +132,7 @@ def examine(rgb: np.ndarray, luma: JpegLuma | None = None) -> Examination:
         )
     grey_u8 = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     h, w = img.shape[:2]
-    dq_values, heat, findings = _double_jpeg(rgb, luma, (h, w))
+    dq_values, heat, findings = _double_jpeg(rgb, luma, (h, w), lossless)
     values = [*_copy_move(grey_u8), *dq_values, *_noise_levels(grey_u8)]
     return Examination(np.array(values, dtype=np.float64), heat, tuple(findings))
 
@@ -167,11 +171,18 @@ def _box_text(box: tuple[int, int, int, int], cell: float) -> str:
 
 
 def _double_jpeg(
-    rgb: np.ndarray, luma: JpegLuma | None, work: tuple[int, int]
+    rgb: np.ndarray, luma: JpegLuma | None, work: tuple[int, int], lossless: bool
 ) -> tuple[list[float], np.ndarray, list[str]]:
     """Compression history: in a JPEG file, aligned double compression from its coefficients;
-    in any other picture, the traces of an earlier JPEG compression in its pixels."""
+    in a lossless picture, the traces of an earlier JPEG compression in its pixels."""
     heat = np.zeros(work, dtype=np.float32)
+    if luma is None and not lossless:
+        return (
+            [0.0] * 7,
+            heat,
+            ["Compression history not analysed: a lossy file other than a JPEG with a luma "
+             "channel (lossy WebP, CMYK JPEG)."],
+        )  # fmt: skip
     if luma is None:
         found = earlier_jpeg(rgb.astype(np.float32) @ _LUMA)
         llr = found.llr
