@@ -73,6 +73,12 @@ def components() -> dict[str, Any]:
         "description": "PNG of the changed pixels (white), in the suspect's size; when tampered",
     }
     verdict["events"] = {"type": "array", "items": ref("Event")}
+    blind = schemas["BlindEvidence"]
+    blind["required"] = list(blind["properties"])
+    blind["properties"]["heat_map"] = {
+        "anyOf": [dict(_BASE64, contentMediaType="image/png"), {"type": "null"}],
+        "description": "PNG (grey) at the working size: where the compression history differs",
+    }
     schemas["RecordHistory"] = {
         "title": "RecordHistory",
         "type": "object",
