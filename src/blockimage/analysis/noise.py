@@ -22,7 +22,7 @@ __all__ = ["STEP", "inconsistency", "noise_level_map"]
 STEP = 8  # the map's cell, in pixels of the plane it was computed on
 _WINDOW = 32  # pixels over which the moments are taken
 _B = 4
-_ROWS = [
+_BASIS = [  # the 1-D 4-point DCT basis vectors
     (
         np.sqrt((1 if u == 0 else 2) / _B) * np.cos((2 * np.arange(_B) + 1) * u * np.pi / (2 * _B))
     ).astype(np.float32)
@@ -49,9 +49,9 @@ def noise_level_map(grey: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(cells, -1, (span, span), borderType=cv2.BORDER_REFLECT)
 
     root_kurtosis, inverse_variance = [], []
-    for u, column in enumerate(_ROWS):
+    for u, column in enumerate(_BASIS):
         along = cv2.sepFilter2D(plane, -1, identity, column, borderType=cv2.BORDER_REFLECT)
-        for v, row in enumerate(_ROWS):
+        for v, row in enumerate(_BASIS):
             if u == 0 and v == 0:
                 continue  # the DC band is the picture, not its noise
             response = cv2.sepFilter2D(along, -1, row, identity, borderType=cv2.BORDER_REFLECT)
