@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blockimage.analysis import ModelNotFoundError, blind_tamper_score
+from blockimage.analysis import ModelNotFoundError, blind_evidence
 from blockimage.analysis.blind import load_model
 from blockimage.analysis.classifier import DEFAULT_MODEL
 from blockimage.analysis.forensics import FEATURE_NAMES, forensic_features
@@ -42,7 +42,7 @@ def test_cloned_regions_raise_the_copy_move_signal_on_average(photos):
 
 
 def test_score_is_a_probability_and_the_shipped_model_matches_the_features(photo):
-    score = blind_tamper_score(photo)
+    score = blind_evidence(photo).score
     assert 0.0 <= score <= 1.0
     model = load_model()
     assert model.weights.shape == model.mean.shape == (len(FEATURE_NAMES),)

@@ -24,7 +24,6 @@ __all__ = [
     "MIN_SIDE",
     "analyze_image",
     "blind_evidence",
-    "blind_tamper_score",
     "ModelNotFoundError",
 ]
 
@@ -92,10 +91,3 @@ def blind_evidence(rgb: np.ndarray, data: bytes | None = None) -> BlindEvidence 
         findings=found.findings,
         heat_map=heat_map,
     )
-
-
-def blind_tamper_score(rgb: np.ndarray, data: bytes | None = None) -> float | None:
-    """Probability-like score in [0, 1] that ``rgb`` was locally tampered with, or None for an
-    image too small to judge; see :func:`blind_evidence`."""
-    blind = blind_evidence(rgb, data)
-    return None if blind is None else blind.score

@@ -221,6 +221,15 @@ def _quality_of(indices: list[int], steps: list[int]) -> int | None:
     return best + 1 if misfit[best] <= 1 else None
 
 
+def _result(
+    llr: np.ndarray, primary: list[tuple[int, int, int]], last_quality: int | None
+) -> DoubleJpeg:
+    """The analysis's answer, the first quality read from the steps found."""
+    used = [p[0] for p in primary]
+    quality = _quality_of(used, [p[1] for p in primary])
+    return DoubleJpeg(llr, tuple(primary), quality, last_quality)
+
+
 def aligned_double_jpeg(luma: JpegLuma) -> DoubleJpeg:
     """The A-DJPG analysis of a JPEG's luma (see the module docstring)."""
     chosen = _ZIGZAG[1 : FREQUENCIES + 1]
@@ -243,13 +252,7 @@ def aligned_double_jpeg(luma: JpegLuma) -> DoubleJpeg:
         log_l[bound] = 0.0  # a zero coefficient, and (last entry) one beyond the range: no say
         llr += log_l[np.where(np.abs(values) <= bound, values + bound, -1)]
         primary.append((int(index), q1, q2))
-    used = [p[0] for p in primary]
-    return DoubleJpeg(
-        llr=llr,
-        primary=tuple(primary),
-        quality=_quality_of(used, [p[1] for p in primary]),
-        last_quality=_quality_of(list(range(64)), table.tolist()),
-    )
+    return _result(llr, primary, _quality_of(list(range(64)), table.tolist()))
 
 
 def earlier_jpeg(plane: np.ndarray) -> DoubleJpeg:
@@ -296,10 +299,4 @@ def earlier_jpeg(plane: np.ndarray) -> DoubleJpeg:
         # a coefficient that rounds to zero says little either way
         llr += np.where(np.abs(values) > q / 2, log_l, 0.0).astype(np.float32)
         primary.append((int(index), int(q), 1))
-    used = [p[0] for p in primary]
-    return DoubleJpeg(
-        llr=llr,
-        primary=tuple(primary),
-        quality=_quality_of(used, [p[1] for p in primary]),
-        last_quality=None,
-    )
+    return _result(llr, primary, None)
