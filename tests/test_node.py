@@ -298,8 +298,11 @@ def test_benign_copies_are_benign_with_evidence(node, photo_file):
 def test_a_slightly_cropped_copy_is_found_by_pdq_and_confirmed_by_pixels(node, photo_file):
     receipt = node.register(photo_file("astronaut"), owner="alice")
     img = np.asarray(Image.open(receipt.output).convert("RGB"))
-    crop = np.ascontiguousarray(img[15:-15, 15:-15])  # 3 %: the watermark does not survive
-    verdict = node.verify(jpeg_bytes(crop, 85))
+    crop = jpeg_bytes(np.ascontiguousarray(img[15:-15, 15:-15]), 85)  # 3 % off each side
+    assert node.verify(crop).matched_by == "watermark"  # the synchronisation template
+    # where the mark is gone (a home without its key, a mark washed out), PDQ finds it
+    node.verifier.matchers = [m for m in node.verifier.matchers if m.name != "watermark"]
+    verdict = node.verify(crop)
     assert verdict.similarity.pdq_distance > 31  # beyond the PDQ match threshold...
     assert (verdict.verdict, verdict.matched_by) == ("benign", "pdq")  # ...yet confirmed
     assert verdict.record_id == receipt.record.record_id

@@ -165,6 +165,48 @@ def test_the_largest_singular_triplet_agrees_with_the_svd():
     assert np.all(np.isfinite(u1)) and np.all(s1[:5] == 0)
 
 
+def test_the_largest_singular_value_alone_agrees_with_the_svd():
+    """The reader's s1 (no vectors): within 1e-4 of the SVD's, ties and flat blocks included."""
+    from blockimage.watermark._dwtsvd import largest_singular_value
+
+    rng = np.random.default_rng(4)
+    blocks = rng.standard_normal((4096, 4, 4)) * 20
+    blocks[:5] = 0.0  # flat blocks
+    blocks[5:50] = np.eye(4) * rng.uniform(1, 50, (45, 1, 1))  # four equal singular values
+    near = rng.standard_normal((50, 4, 1)) @ rng.standard_normal((50, 1, 4))
+    blocks[50:100] = near + near.transpose(0, 2, 1)  # symmetric: s1 = |lambda|, often close
+    s = np.linalg.svd(blocks, compute_uv=False)
+    s1 = largest_singular_value(blocks.astype(np.float32))
+    assert np.allclose(s1, s[:, 0], rtol=1e-4, atol=1e-3)
+    assert np.all(s1[:5] == 0)
+
+
+def test_refine_puts_a_rough_placement_on_the_grid_to_a_fraction_of_a_pixel():
+    """A placement off by a canonical pixel and 0.3 % in scale (what the search's steps leave)
+    is corrected from the template in the drawn view: the decoder needs a quarter pixel."""
+    import cv2
+
+    from blockimage.watermark import _dwtsvd, _sync
+
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.normal(128, 12, (825, 1100)).astype(np.float32), (0, 0), 1.0)
+    luma = base + _dwtsvd.resample(_sync.canvas(KEY, 512) * 1.0, 1100, 825)
+    left, top = 55, 41
+    crop = np.ascontiguousarray(luma[top:-30, left:-20])
+    sx, sy = 512 / 1100, 512 / 825
+    true = np.array([[sx, 0.0, left * sx], [0.0, sy, top * sy]])
+    centre = np.array([crop.shape[1] / 2, crop.shape[0] / 2, 1.0])
+    for du, dv, scale in ((1.0, -0.8, 1.003), (-0.6, 0.5, 0.997), (0.0, 0.0, 1.0)):
+        rough = true.copy()
+        rough[:, :2] *= scale
+        rough[:, 2] += (du, dv)
+        refined = _sync.refine(*_sync.canonical_view(crop, rough, 512), rough, KEY)
+        error = (refined - true) @ centre
+        assert np.all(np.abs(error) < 0.15), (du, dv, scale, error)
+        assert refined[0, 0] == pytest.approx(sx, rel=5e-4)
+        assert refined[1, 1] == pytest.approx(sy, rel=5e-4)
+
+
 def crop_sides(img: np.ndarray, left: float, top: float, right: float, bottom: float):
     h, w = img.shape[:2]
     return np.ascontiguousarray(

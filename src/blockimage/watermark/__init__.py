@@ -34,6 +34,7 @@ rotation, and scaling", SPIE 3528, 1998 (a repeated pattern for synchronisation)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -135,6 +136,16 @@ def _analyse(luma: np.ndarray, params: Params) -> _dwtsvd.Domain:
     )
 
 
+def _strengths(luma: np.ndarray, params: Params) -> np.ndarray:
+    return _dwtsvd.strengths(
+        luma,
+        canonical=params.canonical,
+        level=params.level,
+        block=params.block,
+        wavelet=params.wavelet,
+    )
+
+
 def _as_rgb(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
@@ -145,12 +156,16 @@ def _as_rgb(image: np.ndarray) -> tuple[np.ndarray, bool]:
     raise ValueError(f"expected H x W or H x W x 3, got shape {image.shape}")
 
 
+@functools.lru_cache(maxsize=16)
 def _layout(key: bytes, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keyed assignment of blocks to coded bits, and each block's dither in [0, 1)."""
+    """Keyed assignment of blocks to coded bits, and each block's dither in [0, 1) (read-only:
+    shared by every call with this key)."""
     order = _payload.keyed_rng(key, "permute").permutation(n_blocks)
     bit_of_block = np.empty(n_blocks, dtype=np.intp)
     bit_of_block[order] = np.arange(n_blocks) % CODED_BITS
     dither = _payload.keyed_rng(key, "dither").random(n_blocks)
+    bit_of_block.flags.writeable = False
+    dither.flags.writeable = False
     return bit_of_block, dither
 
 
@@ -226,7 +241,7 @@ def extract_details(
     if min(rgb.shape[:2]) < 64:
         return _NOTHING
     luma = _luma(rgb)  # once: the plain reading and the search both start from it
-    found = _decode(_analyse(luma, params), key, params)
+    found = _decode(_strengths(luma, params), key, params)
     if found is not None or not sync or params.sync_strength <= 0:
         return found or _NOTHING
     for rank, placement in enumerate(_sync.locate(luma, key)):
@@ -235,17 +250,24 @@ def extract_details(
         # bounded.
         if rank >= (4 if placement.z >= _CLEAR_Z else 3):
             break
-        for matrix in _sync.placements(placement, luma.shape, params.canonical)[:_PLACES]:
-            view, coverage = _sync.canonical_view(luma, matrix, params.canonical)
-            covered = _covered_blocks(coverage, params)
-            found = _decode(_analyse(view, params), key, params, covered=covered)
-            if found is not None:
-                return found
+        for rough in _sync.placements(placement, luma.shape, params.canonical)[:_PLACES]:
+            # a search reading is good to about a canonical pixel; the decoder needs a quarter
+            # (and the refinement, from the template in the view, gets it there nearly always;
+            # the rough placement is the fallback where the picture's own pattern misleads it)
+            rough_view = _sync.canonical_view(luma, rough, params.canonical)
+            refined = _sync.refine(*rough_view, rough, key)
+            for view, coverage in (_sync.canonical_view(luma, refined, params.canonical),
+                                   rough_view):  # fmt: skip
+                covered = _covered_blocks(coverage, params)
+                found = _decode(_strengths(view, params), key, params, covered=covered)
+                if found is not None:
+                    return found
     return _NOTHING
 
 
 _NOTHING = Extraction(None, 0.0, 0.0, None)
 _CLEAR_Z = 8.0  # a template this clear is seldom seen by chance (unmarked pictures: < 8)
+_GAINS_AT_ONCE = 12  # lattice gains decided in one pass (the first few nearly always do)
 _PLACES = 2  # placements tried per reading, nearest to the frame's centre first
 
 
@@ -259,25 +281,35 @@ def _covered_blocks(coverage: np.ndarray, params: Params) -> np.ndarray:
 
 
 def _decode(
-    dom: _dwtsvd.Domain, key: bytes, params: Params, covered: np.ndarray | None = None
+    s1: np.ndarray, key: bytes, params: Params, covered: np.ndarray | None = None
 ) -> Extraction | None:
-    """The payload the blocks carry, trying the ladder of gains; blocks not ``covered`` (by a
-    cropped suspect) count for nothing."""
-    bit_of_block, dither = _layout(key, dom.s1.shape[0])
-    weight = np.ones(dom.s1.shape[0]) if covered is None else covered.astype(np.float64)
-    for gain in _gain_ladder(params):
-        phase = _dwtsvd.block_phase(dom.s1, params.step * gain, dither) * weight
-        soft = np.bincount(bit_of_block, weights=phase, minlength=CODED_BITS)
-        hard = (soft < 0).astype(np.uint8)
-        payload, _ = _payload.decode_bits(hard, key)
-        if payload is not None:
+    """The payload the blocks' singular values ``s1`` carry, trying the ladder of gains; blocks
+    not ``covered`` (by a cropped suspect) count for nothing."""
+    bit_of_block, dither = _layout(key, s1.shape[0])
+    weight = np.ones(s1.shape[0], np.float32) if covered is None else covered.astype(np.float32)
+    ladder = _gain_ladder(params)
+    order = np.argsort(bit_of_block, kind="stable")  # blocks sorted by the bit they carry
+    starts = np.searchsorted(bit_of_block[order], np.arange(CODED_BITS))
+    ratio = (s1 / params.step)[order].astype(np.float32)
+    offset, weight = dither[order].astype(np.float32), weight[order]
+    for first in range(0, len(ladder), _GAINS_AT_ONCE):
+        gains = np.array(ladder[first : first + _GAINS_AT_ONCE], np.float32)
+        # these gains' block decisions at once, summed per coded bit
+        phases = np.cos(np.float32(2 * np.pi) * (ratio / gains[:, None] - offset))
+        phases *= weight
+        soft = np.add.reduceat(phases, starts, axis=1)
+        for i, gain in enumerate(gains):
+            hard = (soft[i] < 0).astype(np.uint8)
+            payload, _ = _payload.decode_bits(hard, key)
+            if payload is None:
+                continue
             sent = _payload.encode_payload(payload, key)
-            agree = np.where(sent[bit_of_block] == 0, phase, -phase)[weight > 0]
+            agree = np.where(sent[bit_of_block[order]] == 0, phases[i], -phases[i])
             return Extraction(
                 payload,
-                confidence=float(np.clip(agree.mean(), 0.0, 1.0)),
+                confidence=float(np.clip(agree[weight > 0].mean(), 0.0, 1.0)),
                 bits_ok=float(np.mean(hard == sent)),
-                gain=gain,
+                gain=float(gain),
                 bits=hard,
             )
     return None

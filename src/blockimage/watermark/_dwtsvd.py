@@ -23,7 +23,14 @@ import numpy as np
 import pywt
 from PIL import Image
 
-__all__ = ["Domain", "analyse", "block_phase", "apply_qim", "largest_singular_triplet"]
+__all__ = [
+    "Domain",
+    "analyse",
+    "strengths",
+    "apply_qim",
+    "largest_singular_triplet",
+    "largest_singular_value",
+]
 
 
 @dataclass(frozen=True)
@@ -47,18 +54,50 @@ def resample(plane: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def analyse(luma: np.ndarray, *, canonical: int, level: int, block: int, wavelet: str) -> Domain:
-    """Decompose ``luma`` (H x W float32) into the embedding domain."""
-    canon = resample(luma, canonical, canonical)
+def _blocks(canon: np.ndarray, *, level: int, block: int, wavelet: str) -> tuple:
+    """(DWT coefficients, mean-removed LL blocks N x b x b, block means) of a canonical luma."""
     coeffs = pywt.wavedec2(canon, wavelet, level=level, mode="periodization")
     ll = coeffs[0]
     n = ll.shape[0] // block
     blocks = ll[: n * block, : n * block].reshape(n, block, n, block).transpose(0, 2, 1, 3)
     blocks = blocks.reshape(n * n, block, block)
     means = blocks.mean(axis=(1, 2))
-    centred = blocks - means[:, None, None]
+    return coeffs, blocks - means[:, None, None], means
+
+
+def analyse(luma: np.ndarray, *, canonical: int, level: int, block: int, wavelet: str) -> Domain:
+    """Decompose ``luma`` (H x W float32) into the embedding domain."""
+    canon = resample(luma, canonical, canonical)
+    coeffs, centred, means = _blocks(canon, level=level, block=block, wavelet=wavelet)
     u1, s1, v1 = largest_singular_triplet(centred)
     return Domain(canon, coeffs, centred, means, u1, s1, v1)
+
+
+def strengths(
+    luma: np.ndarray, *, canonical: int, level: int, block: int, wavelet: str
+) -> np.ndarray:
+    """The s1 of every block of ``luma``'s embedding domain: all that reading the mark needs."""
+    canon = resample(luma, canonical, canonical)
+    _, centred, _ = _blocks(canon, level=level, block=block, wavelet=wavelet)
+    return largest_singular_value(centred)
+
+
+def largest_singular_value(blocks: np.ndarray, squarings: int = 8) -> np.ndarray:
+    """s1 of each of N small matrices, without the vectors: the largest eigenvalue of B^T B by
+    repeated squaring (B^T B to the power 2^``squarings``, whose largest column lies along the
+    top eigenvector) and a Rayleigh quotient. On 4 x 4 blocks 2-3 times faster than ``eigh``;
+    within 1e-4 of the SVD's s1 even where the two largest nearly tie (a Rayleigh quotient
+    errs by the square of the vector's error), i.e. within 1e-5 of a lattice step."""
+    b = blocks.astype(np.float64)
+    gram = np.einsum("nij,nik->njk", b, b)
+    power = gram.copy()
+    for _ in range(squarings):
+        power = power @ power
+        power /= np.maximum(np.trace(power, axis1=1, axis2=2), 1e-300)[:, None, None]
+    column = np.argmax(np.einsum("nij,nij->nj", power, power), axis=1)
+    v = power[np.arange(len(power)), :, column]
+    top = np.einsum("ni,nij,nj->n", v, gram, v) / np.maximum(np.einsum("ni,ni->n", v, v), 1e-300)
+    return np.sqrt(np.maximum(top, 0.0)).astype(blocks.dtype)
 
 
 def largest_singular_triplet(blocks: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -77,11 +116,6 @@ def largest_singular_triplet(blocks: np.ndarray) -> tuple[np.ndarray, ...]:
     u1[nonzero] /= s1[nonzero, None]
     u1[~nonzero] = np.eye(b.shape[1])[0]
     return u1.astype(blocks.dtype), s1.astype(blocks.dtype), v1.astype(blocks.dtype)
-
-
-def block_phase(s1: np.ndarray, step: float, dither: np.ndarray) -> np.ndarray:
-    """cos(2 pi (s1/step - dither)): +1 on lattice 0, -1 on lattice 1."""
-    return np.cos(2 * np.pi * (s1 / step - dither))
 
 
 def _smooth_direction(b: int) -> np.ndarray:

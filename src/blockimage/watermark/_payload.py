@@ -14,6 +14,7 @@ about C(156, <=10) * 2^80 / 2^156 ~ 2^-30, and then the CRC-16 must also hold (2
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 
@@ -36,8 +37,11 @@ def keyed_rng(key: bytes, purpose: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))
 
 
+@functools.lru_cache(maxsize=16)
 def _whitening(key: bytes) -> np.ndarray:
-    return keyed_rng(key, "whiten").integers(0, 2, CODED_BITS, dtype=np.uint8)
+    bits = keyed_rng(key, "whiten").integers(0, 2, CODED_BITS, dtype=np.uint8)
+    bits.flags.writeable = False  # shared by every call with this key
+    return bits
 
 
 def _crc16(data: bytes) -> bytes:

@@ -75,8 +75,7 @@ def _residual(luma: np.ndarray) -> np.ndarray:
     coarse = cv2.GaussianBlur(luma, (0, 0), 4.0)
     band = fine - coarse
     energy = cv2.GaussianBlur(band * band, (0, 0), 8.0)
-    out = band / np.sqrt(energy + 1.0)
-    return np.clip(out, -3.0, 3.0)
+    return band / (energy + 1.0)
 
 
 def _profiles(r: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -129,6 +128,7 @@ def _fold_scores(
     seq: np.ndarray,
     angle: float,
     per_cell: int = 4,
+    spacing: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each period (profile samples per repetition): the z-score of the best circular
     shift of ``seq`` against the profile folded onto CELLS * ``per_cell`` bins, and that shift
@@ -137,12 +137,14 @@ def _fold_scores(
 
     The z-score is the correlation over its standard deviation under "no template": the
     spread of the samples within their bins, their count per bin, and the profile's own
-    correlation between neighbouring samples (an effective sample size)."""
+    correlation between neighbouring samples (an effective sample size). ``spacing``: the
+    profile's samples are means of that many of :func:`_profiles`' (periods stay in those)."""
     # profile sample i is the line through pixel centre (i - pad, 0): in continuous coordinates
     # (pixel x covers [x, x + 1)) the line x_c - y_c tan(angle) = i - pad + (1 - tan(angle)) / 2
     if int(keep.sum()) <= 2 * CELLS * per_cell:  # a sliver: too few samples to fold
         return np.zeros(len(periods)), np.zeros(len(periods))
-    x = np.flatnonzero(keep) - pad + 0.5 * (1.0 - np.tan(np.deg2rad(angle)))
+    first = np.flatnonzero(keep) * spacing + (spacing - 1) / 2
+    x = first - pad + 0.5 * (1.0 - np.tan(np.deg2rad(angle)))
     values = profile[keep].astype(np.float64)
     values = values - values.mean()
     n, m = len(periods), CELLS * per_cell
@@ -208,9 +210,13 @@ def _axis(
         angles = near + np.array([-0.25, 0.0, 0.25])
     periods = lo * 1.004 ** np.arange(int(np.log(hi / lo) / np.log(1.004)) + 1)
     profiles, keep, pad = _profiles(r, angles)
+    # a cell spans 3 or more profile samples: pairs of them, averaged, fold as sharply
+    width = profiles.shape[1] // 2 * 2
+    pairs = 0.5 * (profiles[:, 0:width:2] + profiles[:, 1:width:2])
+    kept = keep[:, 0:width:2] & keep[:, 1:width:2]
     scores = np.empty((len(angles), len(periods)))
     for i, t in enumerate(angles):
-        scores[i], _ = _fold_scores(profiles[i], keep[i], pad, periods, seq, t, per_cell=2)
+        scores[i], _ = _fold_scores(pairs[i], kept[i], pad, periods, seq, t, per_cell=2, spacing=2)
     best_angle = scores.argmax(axis=0)
     per_period = scores.max(axis=0)
     found: list[Axis] = []
@@ -347,3 +353,54 @@ def canonical_view(
         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
     )  # fmt: skip
     return view, coverage
+
+
+_REACH = 3  # canonical pixels a placement may be off by for refine()
+
+
+def _phase_shift(fold: np.ndarray, pattern: np.ndarray) -> float:
+    """By how many pixels the TILE-periodic ``fold`` lags ``pattern`` (fold(u) ~ pattern(u -
+    shift)), to a fraction of a pixel: the best whole-pixel lag within _REACH, then the slope
+    of the cross-spectrum's phase over the lower harmonics (weighted by their magnitude)."""
+    cross = np.fft.rfft(fold) * np.conj(np.fft.rfft(pattern))
+    corr = np.fft.irfft(cross, n=TILE)
+    near = np.r_[0 : _REACH + 1, TILE - _REACH : TILE]  # lags within _REACH of none
+    whole = int(near[np.argmax(corr[near])])
+    k = np.arange(len(cross))
+    turned = cross * np.exp(2j * np.pi * k * whole / TILE)  # the whole-pixel lag taken out
+    phase = np.angle(turned[1 : TILE // 4])
+    weight = np.abs(turned[1 : TILE // 4]) * k[1 : TILE // 4]
+    frac = -float((weight * phase).sum() / (weight * k[1 : TILE // 4]).sum()) * TILE / (2 * np.pi)
+    shift = (whole + float(np.clip(frac, -1.0, 1.0)) + TILE / 2) % TILE - TILE / 2
+    return shift
+
+
+def refine(view: np.ndarray, coverage: np.ndarray, matrix: np.ndarray, key: bytes) -> np.ndarray:
+    """``matrix`` corrected to a fraction of a canonical pixel: the template in the suspect
+    drawn on the canonical grid (``view``) is compared with the keyed one in each half of the
+    covered part (left and right for the offset and scale along u, top and bottom along v),
+    and the linear map is adjusted so that both halves line up."""
+    r = _residual(view) * (coverage > 0.99)
+    a, b = sequences(key)
+    out = matrix.copy()
+    for axis, seq in ((0, a), (1, b)):
+        plane = r if axis == 0 else r.T
+        cover = (coverage > 0.99) if axis == 0 else (coverage > 0.99).T
+        cols = np.flatnonzero(cover.sum(axis=0) > 0.25 * plane.shape[0])
+        if len(cols) < 2 * TILE:
+            continue
+        pattern = np.repeat(seq, CELL)
+        profile = plane.sum(axis=0) / np.maximum(cover.sum(axis=0), 1)
+        centres, shifts = [], []
+        for half in np.array_split(cols, 2):
+            sums = np.bincount(half % TILE, weights=profile[half], minlength=TILE)
+            fold = sums / np.maximum(np.bincount(half % TILE, minlength=TILE), 1)
+            shift = _phase_shift(fold, pattern)
+            centres.append(float(half.mean()) + 0.5)
+            shifts.append(shift)
+        slope = (shifts[1] - shifts[0]) / (centres[1] - centres[0])
+        at_zero = shifts[0] - slope * centres[0]
+        # the view shows canonical u - shift(u) at u: canonical = (1 - slope) u - at_zero
+        out[axis] = (1.0 - slope) * matrix[axis]
+        out[axis, 2] -= at_zero
+    return out
