@@ -13,7 +13,7 @@ never uses it), and ``rivaGan``, whose ONNX encoder and decoder ship in the whee
 on onnxruntime without torch (the wheel's own wrapper only converts arrays with torch).
 
 Usage: .venv/bin/python benchmarks/watermark.py [--photos N] [--no-baseline] [--camera N]
-[--fp-crops N]
+[--fp-crops N] [--fp-keys N]
 
 A 12 MP section (--camera N photos, upscaled) adds JPEG 75, the social-media path (long side
 1080 px + JPEG 80), crops and a rotation.
@@ -297,6 +297,25 @@ def false_positives(photos: list[np.ndarray], extra: int) -> tuple[int, int, int
     return hits, tries, attempts
 
 
+def false_positives_by_key(photos: list[np.ndarray], keys: int) -> tuple[int, int]:
+    """(payloads found, readings): every unmarked photo under every attack, read with ``keys``
+    random keys each. A reading with another key is an independent trial of the decoder (the
+    key draws the blocks' bits, dithers and whitening), so this counts many more of them than
+    whole extractions could: each is one plain reading (the whole ladder of lattice gains, as
+    the extractor's first step and each placement of its search do)."""
+    from blockimage.watermark import DEFAULT_PARAMS, _decode, _luma, _strengths
+
+    rng = np.random.default_rng(12)
+    hits = readings = 0
+    for img in photos:
+        for attack in ATTACKS.values():
+            s1 = _strengths(_luma(attack(img)), DEFAULT_PARAMS)
+            for _ in range(keys):
+                readings += 1
+                hits += _decode(s1, rng.bytes(32), DEFAULT_PARAMS) is not None
+    return hits, readings
+
+
 def _social(img: np.ndarray) -> np.ndarray:
     """The social-media path: long side to 1080 px, JPEG quality 80."""
     h, w = img.shape[:2]
@@ -357,6 +376,12 @@ def main() -> None:
     parser.add_argument(
         "--camera", type=int, default=6, help="photos for the 12 MP section (0: skip it)"
     )
+    parser.add_argument(
+        "--fp-keys",
+        type=int,
+        default=200,
+        help="random keys each unmarked attacked photo is read with (the decoder's trials)",
+    )
     args = parser.parse_args()
     paths = photo_paths()[: args.photos or None]
     photos = [load(p) for p in paths]
@@ -396,6 +421,13 @@ def main() -> None:
         f"\nfalse positives of blockimage on unmarked images: {hits} of {tries:,} extractions "
         f"({attempts:,} decoding attempts: lattice gains x placements)"
     )
+    if args.fp_keys:
+        hits, readings = false_positives_by_key(photos, args.fp_keys)
+        print(
+            f"false positives of blockimage's decoder, unmarked photos read with random keys: "
+            f"{hits} of {readings:,} readings (an extraction makes 1 to 17 readings: the plain "
+            f"one, then 2 per placement of up to 4 of its search)"
+        )
 
 
 if __name__ == "__main__":

@@ -346,3 +346,21 @@ def test_a_chain_c2pa_refuses_is_refused_at_import():
     )
     with pytest.raises(CredentialsError, match="end-entity certificate"):
         check_identity(key_pem, cert.public_bytes(pem), None)
+
+
+@pytest.mark.parametrize("fmt, media_type", [("JPEG", "image/jpeg"), ("PNG", "image/png")])
+def test_signing_keeps_the_coded_image_byte_for_byte(photos, fmt, media_type):
+    """What lets registration skip decoding the signed file: c2pa-rs adds its containers
+    and leaves every other segment or chunk as it was; a changed byte of the coded data, or
+    another format, is "not the same" (and registration then compares decoded pixels)."""
+    from blockimage.imaging import encode_image, same_image_data
+
+    pixels = np.asarray(Image.open(photos["coffee"]).convert("RGB"))[:200, :300]
+    data = encode_image(pixels, fmt)
+    signed, _ = signed_with_store(data, media_type, make_identity(), thumbnail=False)
+    assert signed != data and same_image_data(data, signed, fmt)
+    changed = bytearray(signed)
+    changed[-40] ^= 0x01  # in the scan (JPEG) or the image data (PNG)
+    assert not same_image_data(data, bytes(changed), fmt)
+    assert not same_image_data(data, signed[: len(signed) // 2], fmt)
+    assert not same_image_data(data, signed, "WEBP")

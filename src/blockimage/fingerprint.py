@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pdqhash
 
+from .imaging import shrink
+
 __all__ = [
     "PDQ_MATCH_THRESHOLD",
     "PDQ_CANDIDATE_DISTANCE",
@@ -66,13 +68,7 @@ def pdq_hash(pixels: np.ndarray) -> tuple[str, int]:
     other, two copies hashed this way move as little as before (a JPEG 75 re-save: 2 at most).
     """
     _check_rgb(pixels)
-    h, w = pixels.shape[:2]
-    if max(h, w) > PDQ_SIDE:
-        import cv2  # not at import: `history` and `audit` need no OpenCV
-
-        scale = PDQ_SIDE / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    pixels = shrink(pixels, PDQ_SIDE)
     vector, quality = pdqhash.compute(np.ascontiguousarray(pixels))
     bits = np.asarray(vector, dtype=np.uint8)
     return np.packbits(bits).tobytes().hex(), int(quality)

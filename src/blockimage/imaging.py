@@ -49,6 +49,8 @@ __all__ = [
     "media_type_of",
     "probe_image",
     "rgb_from_array",
+    "same_image_data",
+    "shrink",
     "work_size",
     "work_image",
 ]
@@ -343,18 +345,38 @@ def work_image(rgb: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+def shrink(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The image with its long side at most ``side``, area-averaged the fast way: whole boxes
+    of k x k pixels first (OpenCV's integer path, a third of the cost of area resampling at an
+    odd ratio), then area resampling to the size; the last rows and columns that fill no
+    whole box (fewer than k, k about the ratio / 2) are left out. For measures that do not
+    map coordinates back to the full image (PDQ, SSIM, keypoint signatures); see
+    :func:`work_image` for the exact one."""
+    import cv2  # not at import: commands that only read the ledger need no OpenCV
+
+    h, w = rgb.shape[:2]
+    size = work_size(h, w, side)
+    k = min(w // size[0], h // size[1]) // 2
+    if k >= 2:
+        rgb = cv2.resize(rgb[: h // k * k, : w // k * k], (w // k, h // k),
+                         interpolation=cv2.INTER_AREA)  # fmt: skip
+    return rgb if rgb.shape[1::-1] == size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
 def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
     """Encode an RGB uint8 array as ``fmt`` (PNG, JPEG, WEBP or TIFF).
 
     JPEG is written at ``quality`` with 4:4:4 chroma (no subsampling) so that a watermark in
-    the luminance and colour detail survive; WebP and TIFF are written lossless.
+    the luminance and colour detail survive, with the standard Huffman tables (optimised ones
+    make the file 2 % smaller and the encode 2.7 times slower: 226 ms instead of 85 at 12 MP);
+    WebP and TIFF are written lossless.
     """
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 uint8 array, got {pixels.dtype} {pixels.shape}")
     image = Image.fromarray(pixels, "RGB")
     out = io.BytesIO()
     if fmt == "JPEG":
-        image.save(out, "JPEG", quality=quality, subsampling=0, optimize=True)
+        image.save(out, "JPEG", quality=quality, subsampling=0)
     elif fmt == "PNG":
         image.save(out, "PNG", optimize=False, compress_level=6)
     elif fmt == "WEBP":
@@ -365,3 +387,63 @@ def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
     else:
         raise ValueError(f"cannot encode format {fmt!r}")
     return out.getvalue()
+
+
+def same_image_data(a: bytes, b: bytes, fmt: str) -> bool:
+    """Whether two JPEG or PNG files hold the same coded image, whatever metadata they carry
+    in C2PA's own containers (JPEG APP11 segments, PNG ``caBX`` chunks): every other segment or
+    chunk, the coded data included, byte for byte and in order. False when they differ, cannot
+    be parsed, or are in another format: the caller then decodes and compares pixels. What
+    signing Content Credentials into a file may change, without the cost of decoding it
+    (160 ms at 12 MP)."""
+    try:
+        if fmt == "JPEG":
+            return _jpeg_parts(a) == _jpeg_parts(b)
+        if fmt == "PNG":
+            return _png_parts(a) == _png_parts(b)
+    except (ValueError, struct.error):
+        pass
+    return False
+
+
+def _jpeg_parts(data: bytes) -> list[bytes]:
+    """The segments of a JPEG but its APP11 ones, then everything from the first scan on."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    parts, at = [], 2
+    while True:
+        if data[at] != 0xFF:
+            raise ValueError("a segment does not start with a marker")
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xDA:  # start of scan: the coded data and what follows it
+            parts.append(data[at:])
+            return parts
+        if marker == 0xD9 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            raise ValueError("no scan")
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if length < 2 or at + 2 + length > len(data):
+            raise ValueError("a segment runs past the end")
+        if marker != 0xEB:  # APP11: JUMBF, where C2PA keeps its manifest store
+            parts.append(data[at : at + 2 + length])
+        at += 2 + length
+
+
+def _png_parts(data: bytes) -> list[bytes]:
+    """The chunks of a PNG but its ``caBX`` ones."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    parts, at = [], 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        end = at + 12 + length
+        if end > len(data):
+            raise ValueError("a chunk runs past the end")
+        if kind != b"caBX":
+            parts.append(data[at:end])
+        if kind == b"IEND":
+            return parts
+        at = end
+    raise ValueError("no IEND chunk")

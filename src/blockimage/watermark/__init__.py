@@ -115,14 +115,20 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """``rgb`` plus the luma change ``delta`` on every channel, rounded and clipped to uint8,
-    a band of rows at a time in 16-bit integers (``rgb`` is integer, so adding the rounded
-    change equals rounding the sum, but for ties at exactly one half)."""
+    """``rgb`` plus the luma change ``delta``, rounded, on every channel, clipped to uint8; a
+    band of rows at a time, as a saturating add of the rises and subtract of the falls (the
+    rounded change is a few grey levels: uint8 holds it)."""
     out = np.empty_like(rgb)
+    channels = rgb.shape[2]
     for top in range(0, rgb.shape[0], _ROWS):
-        step = np.rint(delta[top : top + _ROWS]).astype(np.int16)[:, :, None]
-        band = rgb[top : top + _ROWS].astype(np.int16) + step
-        out[top : top + _ROWS] = np.clip(band, 0, 255)
+        step = np.rint(delta[top : top + _ROWS])
+        rise = np.clip(step, 0, 255).astype(np.uint8)
+        fall = np.clip(-step, 0, 255).astype(np.uint8)
+        if channels > 1:
+            rise, fall = cv2.merge([rise] * channels), cv2.merge([fall] * channels)
+        band = rgb[top : top + _ROWS]
+        raised = cv2.add(band, rise.reshape(band.shape))
+        out[top : top + _ROWS] = cv2.subtract(raised, fall.reshape(band.shape)).reshape(band.shape)
     return out
 
 
