@@ -123,3 +123,22 @@ def test_flat_camera_size_images_pass_the_ratio_guard(mode, fmt, options):
     # The most compressible legitimate 12 MP pictures: one flat colour, 8-bit samples.
     data = _saved(Image.new(mode, (4000, 3000)), fmt, **options)
     assert probe_image(data) == (fmt, 4000, 3000)
+
+
+def test_large_reductions_take_whole_boxes_first_and_stay_area_averages(photo):
+    """work_image of a camera-size picture: boxes of k x k, then area resampling; within a
+    grey level or two of OpenCV's exact area resampling, and its own size when small."""
+    import cv2
+
+    from blockimage.imaging import shrink_to, work_image
+
+    small = photo
+    big = cv2.resize(small, (4243, 2828), interpolation=cv2.INTER_CUBIC)
+    for size in ((1024, 683), (512, 341), (300, 200)):
+        exact = cv2.resize(big, size, interpolation=cv2.INTER_AREA).astype(float)
+        ours = shrink_to(big, size)
+        assert ours.shape == (size[1], size[0], 3)
+        assert np.abs(ours - exact).mean() < 2.0
+    assert work_image(big).shape[:2] == (512, 768)
+    tiny = small[:300, :400]
+    assert work_image(tiny, 1024) is tiny

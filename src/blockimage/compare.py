@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .imaging import work_image
+from .imaging import shrink_to, work_image
 from .keypoints import detect, ratio_matches, similarity_transform
 from .quality import psnr, ssim
 from .records import AlignedBy, Region
@@ -63,8 +63,9 @@ class Comparison:
 
 
 def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    interp = cv2.INTER_AREA if size[0] < img.shape[1] else cv2.INTER_LINEAR
-    return cv2.resize(img, size, interpolation=interp)
+    if size[0] < img.shape[1]:
+        return shrink_to(img, size)
+    return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _features_transform(suspect: np.ndarray, registered: np.ndarray) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pdqhash
 
-from .imaging import shrink
+from .imaging import work_image
 
 __all__ = [
     "PDQ_MATCH_THRESHOLD",
@@ -68,7 +68,7 @@ def pdq_hash(pixels: np.ndarray) -> tuple[str, int]:
     other, two copies hashed this way move as little as before (a JPEG 75 re-save: 2 at most).
     """
     _check_rgb(pixels)
-    pixels = shrink(pixels, PDQ_SIDE)
+    pixels = work_image(pixels, PDQ_SIDE)
     vector, quality = pdqhash.compute(np.ascontiguousarray(pixels))
     bits = np.asarray(vector, dtype=np.uint8)
     return np.packbits(bits).tobytes().hex(), int(quality)

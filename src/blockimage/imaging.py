@@ -50,7 +50,7 @@ __all__ = [
     "probe_image",
     "rgb_from_array",
     "same_image_data",
-    "shrink",
+    "shrink_to",
     "work_size",
     "work_image",
 ]
@@ -334,28 +334,22 @@ def work_size(height: int, width: int, side: int = WORK_SIDE) -> tuple[int, int]
 
 
 def work_image(rgb: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
-    """The image with its long side at most ``side`` (area-averaged), or itself if already that
-    small; by default the working resolution."""
+    """The image with its long side at most ``side`` (area-averaged, see :func:`shrink_to`),
+    or itself if already that small; by default the working resolution."""
+    h, w = rgb.shape[:2]
+    return shrink_to(rgb, work_size(h, w, side))
+
+
+def shrink_to(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The image area-averaged down to ``size`` (width, height), or itself if that is its
+    size. Large reductions the fast way: whole boxes of k x k pixels first (OpenCV's integer
+    path, at 12 MP a third of the cost of area resampling at an odd ratio), then area
+    resampling to the size; the last rows and columns that fill no whole box (fewer than k,
+    k about half the ratio: under 0.1 % of a camera-size frame, a fraction of a pixel of the
+    result) are left out."""
     import cv2  # not at import: commands that only read the ledger need no OpenCV
 
     h, w = rgb.shape[:2]
-    size = work_size(h, w, side)
-    if size == (w, h):
-        return rgb
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-
-
-def shrink(rgb: np.ndarray, side: int) -> np.ndarray:
-    """The image with its long side at most ``side``, area-averaged the fast way: whole boxes
-    of k x k pixels first (OpenCV's integer path, a third of the cost of area resampling at an
-    odd ratio), then area resampling to the size; the last rows and columns that fill no
-    whole box (fewer than k, k about the ratio / 2) are left out. For measures that do not
-    map coordinates back to the full image (PDQ, SSIM, keypoint signatures); see
-    :func:`work_image` for the exact one."""
-    import cv2  # not at import: commands that only read the ledger need no OpenCV
-
-    h, w = rgb.shape[:2]
-    size = work_size(h, w, side)
     k = min(w // size[0], h // size[1]) // 2
     if k >= 2:
         rgb = cv2.resize(rgb[: h // k * k, : w // k * k], (w // k, h // k),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .imaging import WORK_SIDE, shrink
+from .imaging import work_image
 
 __all__ = [
     "Signature",
@@ -102,7 +102,7 @@ def similarity_transform(
 def signature(rgb: np.ndarray, *, features: int = _FEATURES) -> Signature:
     """The ORB signature of an RGB uint8 image, at the working resolution."""
     h, w = rgb.shape[:2]
-    small = shrink(rgb, WORK_SIDE)
+    small = work_image(rgb)
     points, descriptors = detect(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), features)
     size = np.array([small.shape[1], small.shape[0]], np.float32)
     return Signature(points / size, descriptors, w / h)

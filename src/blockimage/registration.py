@@ -46,7 +46,7 @@ from .fingerprint import (
     pdq_hash,
     pixel_sha256,
 )
-from .imaging import DecodedImage, decode_image, encode_image, same_image_data, shrink
+from .imaging import DecodedImage, decode_image, encode_image, same_image_data, work_image
 from .inputs import LoadedImage
 from .keys import KeyFileError, KeyStore, check_owner_name
 from .ledger import Ledger, RecordNotFoundError
@@ -251,7 +251,9 @@ class Registrar:
         metrics = WatermarkMetrics(
             psnr=round(psnr(image.pixels, saved.pixels), 2),
             # SSIM at a bounded size: at 20 MP it took 6 s and 1 GB at full size.
-            ssim=round(ssim(shrink(image.pixels, SSIM_SIDE), shrink(saved.pixels, SSIM_SIDE)), 4),
+            ssim=round(
+                ssim(work_image(image.pixels, SSIM_SIDE), work_image(saved.pixels, SSIM_SIDE)), 4
+            ),
             nc=round(normalized_correlation(watermark.coded_bits(payload, key), found.bits), 4),
             ssim_side=min(SSIM_SIDE, max(image.pixels.shape[:2])),
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..imaging import shrink_to
 from ..records import Tag
 from .blind import ModelNotFoundError
 
@@ -86,6 +87,10 @@ class Classifier:
         The normalisation comes from the model's sidecar ``.json`` (default (x - 127) / 128,
         what EfficientNet-Lite was trained with).
         """
+        h, w = rgb.shape[:2]
+        if min(h, w) >= 4 * 256:  # a camera-size photo: area-averaged to twice the size first
+            half = 512 / min(h, w)  # (Pillow's own copy of 12 MP would cost more than the rest)
+            rgb = shrink_to(rgb, (max(1, round(w * half)), max(1, round(h * half))))
         img = Image.fromarray(rgb)
         w, h = img.size
         scale = 256 / min(w, h)
