@@ -123,8 +123,8 @@ def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     for top in range(0, rgb.shape[0], _ROWS):
         step = delta[top : top + _ROWS]
         # OpenCV's saturating conversion rounds half to even, as np.rint does
-        rise = cv2.convertScaleAbs(cv2.max(step, 0.0))
-        fall = cv2.convertScaleAbs(cv2.min(step, 0.0))
+        rise = cv2.convertScaleAbs(np.maximum(step, 0.0))
+        fall = cv2.convertScaleAbs(np.minimum(step, 0.0))
         if channels > 1:
             rise, fall = cv2.merge([rise] * channels), cv2.merge([fall] * channels)
         band = rgb[top : top + _ROWS]
