@@ -23,8 +23,8 @@ The scheme (details in :mod:`._dwtsvd` and :mod:`._payload`):
   plain extraction finds nothing, the template's repetition is searched for in the suspect
   (angle and period per axis, then the offset of the keyed sequences); it says where the
   canonical grid lies in the suspect, modulo one repetition, and each placement that keeps the
-  suspect inside the frame is drawn back onto the grid and decoded, the blocks the suspect
-  does not cover left out.
+  suspect inside the frame is drawn back onto the grid, refined to a fraction of a pixel from
+  the template there, and decoded, the blocks the suspect does not cover left out.
 
 References: Chen & Wornell, "Quantization index modulation", IEEE Trans. Inf. Theory 2001;
 Liu & Tan, "An SVD-based watermarking scheme for protecting rightful ownership", IEEE Trans.

@@ -15,7 +15,14 @@ the canonical grid lies in a suspect image, in the manner of periodic watermarks
   the known sequence) sees what an autocorrelation, quadratic in it, cannot at this amplitude;
 - the two axes give the affine map from suspect pixels to the canonical grid, its offset known
   modulo TILE; the placements that keep the suspect inside the frame are what the decoder tries
-  (the BCH code and the CRC decide, see :mod:`._payload`).
+  (the BCH code and the CRC decide, see :mod:`._payload`);
+- a reading is good to about a canonical pixel, and the decoder needs a quarter of one: each
+  placement is refined from the template in the suspect drawn onto the grid, the offset in
+  each half of it (a cross-spectrum's phase slope) giving offset and scale per axis.
+
+The search works on a band-passed residual divided by its local energy (not by its square
+root): a matched filter's weighting, under which flat areas, where the template shows, count
+and strong structure (a facade's windows) counts little.
 
 Pure functions on arrays (OpenCV for resampling and shears, NumPy's FFT).
 """
