@@ -195,8 +195,9 @@ def test_the_largest_singular_value_alone_agrees_with_the_svd():
 
 
 def test_refine_puts_a_rough_placement_on_the_grid_to_a_fraction_of_a_pixel():
-    """A placement off by a canonical pixel and 0.3 % in scale (what the search's steps leave)
-    is corrected from the template in the drawn view: the decoder needs a quarter pixel."""
+    """A placement off by a canonical pixel, 0.3 % in scale or 0.2 degrees (what the search's
+    steps leave) is corrected from the template in the drawn view: the decoder needs a
+    quarter of a pixel."""
     import cv2
 
     from blockimage.watermark import _dwtsvd, _sync
@@ -209,13 +210,16 @@ def test_refine_puts_a_rough_placement_on_the_grid_to_a_fraction_of_a_pixel():
     sx, sy = 512 / 1100, 512 / 825
     true = np.array([[sx, 0.0, left * sx], [0.0, sy, top * sy]])
     centre = np.array([crop.shape[1] / 2, crop.shape[0] / 2, 1.0])
-    for du, dv, scale in ((1.0, -0.8, 1.003), (-0.6, 0.5, 0.997), (0.0, 0.0, 1.0)):
+    corners = np.array([[0, 0, 1], [crop.shape[1], crop.shape[0], 1.0]]).T
+    for du, dv, scale, turn in ((1.0, -0.8, 1.003, 0.0), (-0.6, 0.5, 0.997, 0.0),
+                                (0.3, 0.2, 1.0, 0.0035), (0.0, 0.0, 1.0, 0.0)):  # fmt: skip
         rough = true.copy()
         rough[:, :2] *= scale
+        rough[0, 1], rough[1, 0] = turn * sx, -turn * sy
         rough[:, 2] += (du, dv)
         refined = _sync.refine(*_sync.canonical_view(crop, rough, 512), rough, KEY)
-        error = (refined - true) @ centre
-        assert np.all(np.abs(error) < 0.15), (du, dv, scale, error)
+        error = (refined - true) @ np.column_stack([centre, corners])
+        assert np.all(np.abs(error) < 0.15), (du, dv, scale, turn, error)
         assert refined[0, 0] == pytest.approx(sx, rel=5e-4)
         assert refined[1, 1] == pytest.approx(sy, rel=5e-4)
 

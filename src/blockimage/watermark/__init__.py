@@ -258,9 +258,9 @@ def extract_details(
         if rank >= (4 if placement.z >= _CLEAR_Z else 3):
             break
         for rough in _sync.placements(placement, luma.shape, params.canonical)[:_PLACES]:
-            # a search reading is good to about a canonical pixel; the decoder needs a quarter
-            # (and the refinement, from the template in the view, gets it there nearly always;
-            # the rough placement is the fallback where the picture's own pattern misleads it)
+            # A search reading is good to about a canonical pixel, the decoder needs a quarter:
+            # the refinement from the template in the view gets it there nearly always; the
+            # rough placement is the fallback where the picture's own pattern misleads it.
             rough_view = _sync.canonical_view(luma, rough, params.canonical)
             refined = _sync.refine(*rough_view, rough, key)
             for view, coverage in (_sync.canonical_view(luma, refined, params.canonical),

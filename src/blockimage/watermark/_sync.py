@@ -385,29 +385,46 @@ def _phase_shift(fold: np.ndarray, pattern: np.ndarray) -> float:
 def refine(view: np.ndarray, coverage: np.ndarray, matrix: np.ndarray, key: bytes) -> np.ndarray:
     """``matrix`` corrected to a fraction of a canonical pixel: the template in the suspect
     drawn on the canonical grid (``view``) is compared with the keyed one in each half of the
-    covered part (left and right for the offset and scale along u, top and bottom along v),
-    and the linear map is adjusted so that both halves line up."""
-    r = _residual(view) * (coverage > 0.99)
-    a, b = sequences(key)
+    covered part. For the stripes across u, the left and right halves give how their lag grows
+    along u (a scale error), the top and bottom halves how it grows along v (an angle error);
+    likewise for v. The linear map is adjusted so that all halves line up."""
+    covered = coverage > 0.99
+    r = _residual(view) * covered
     out = matrix.copy()
-    for axis, seq in ((0, a), (1, b)):
-        plane = r if axis == 0 else r.T
-        cover = (coverage > 0.99) if axis == 0 else (coverage > 0.99).T
+    for axis, seq in zip((0, 1), sequences(key), strict=True):
+        plane, cover = (r, covered) if axis == 0 else (r.T, covered.T)
+        # plane's columns run along this axis, its rows along the other
         cols = np.flatnonzero(cover.sum(axis=0) > 0.25 * plane.shape[0])
-        if len(cols) < 2 * TILE:
+        rows = np.flatnonzero(cover.sum(axis=1) > 0.25 * plane.shape[1])
+        if min(len(cols), len(rows)) < 2 * TILE:
             continue
         pattern = np.repeat(seq, CELL)
-        profile = plane.sum(axis=0) / np.maximum(cover.sum(axis=0), 1)
-        centres, shifts = [], []
-        for half in np.array_split(cols, 2):
-            sums = np.bincount(half % TILE, weights=profile[half], minlength=TILE)
-            fold = sums / np.maximum(np.bincount(half % TILE, minlength=TILE), 1)
-            shift = _phase_shift(fold, pattern)
-            centres.append(float(half.mean()) + 0.5)
-            shifts.append(shift)
-        slope = (shifts[1] - shifts[0]) / (centres[1] - centres[0])
-        at_zero = shifts[0] - slope * centres[0]
-        # the view shows canonical u - shift(u) at u: canonical = (1 - slope) u - at_zero
-        out[axis] = (1.0 - slope) * matrix[axis]
+        left, right = np.array_split(cols, 2)
+        top, bottom = np.array_split(rows, 2)
+        parts = ((rows, left), (rows, right), (top, cols), (bottom, cols))
+        lags = [_lag(plane, cover, part_rows, part_cols, pattern) for part_rows, part_cols in parts]
+        along = (lags[1] - lags[0]) / (right.mean() - left.mean())
+        across = (lags[3] - lags[2]) / (bottom.mean() - top.mean())
+        if max(abs(along), abs(across)) > _MAX_SLOPE:
+            continue  # not the template's doing: leave this axis as the search read it
+        centre = np.array([cols.mean(), rows.mean()]) + 0.5
+        at_centre = _lag(plane, cover, rows, cols, pattern)
+        at_zero = at_centre - along * centre[0] - across * centre[1]
+        # the view shows canonical u - lag(u, v) at (u, v): canonical = (1 - along) u -
+        # across v - at_zero, with u and v the rows of ``matrix`` (this axis, the other)
+        out[axis] = (1.0 - along) * matrix[axis] - across * matrix[1 - axis]
         out[axis, 2] -= at_zero
     return out
+
+
+def _lag(
+    plane: np.ndarray, cover: np.ndarray, rows: np.ndarray, cols: np.ndarray, pattern: np.ndarray
+) -> float:
+    """The template's lag (canonical pixels) in the ``rows`` x ``cols`` part of ``plane``."""
+    profile = plane[rows].sum(axis=0) / np.maximum(cover[rows].sum(axis=0), 1)
+    sums = np.bincount(cols % TILE, weights=profile[cols], minlength=TILE)
+    counts = np.bincount(cols % TILE, minlength=TILE)
+    return _phase_shift(sums / np.maximum(counts, 1), pattern)
+
+
+_MAX_SLOPE = 0.01  # a search reading is off by at most ~0.3 % in scale and ~0.3 degrees
