@@ -305,3 +305,30 @@ def test_the_search_finds_crop_offset_scale_and_angle():
     found = _sync.locate(np.ascontiguousarray(turned[60:-60, 80:-80]), KEY)[0]
     angle = np.degrees(np.arctan2(-found.matrix[0, 1], found.matrix[0, 0]))
     assert abs(abs(angle) - 2.0) < 0.1
+
+
+def test_readings_that_disagree_on_the_angle_also_get_one_rotation(monkeypatch):
+    """A facade's stripes can tilt one axis's reading: when the two axes do not read as one
+    rotation, each axis's angle is also tried for both, right after the reading itself and
+    with the other axis's stripes kept where they were at the centre."""
+    from blockimage.watermark import _sync
+
+    readings = {0: [(12.0, 0.25, 128.0, 3.0)], 1: [(9.0, 0.02, 128.0, 5.0)]}
+    calls = []
+
+    def fake_axis(r, seq, length, count, near=None):
+        calls.append(r.shape)
+        return readings[0 if len(calls) % 2 else 1] if near is None else []
+
+    monkeypatch.setattr(_sync, "_axis", fake_axis)
+    luma = np.zeros((600, 800), np.float32)
+    found = _sync.locate(luma, KEY)
+    assert len(found) == 3 and found[0].z > found[1].z > found[2].z
+    centre = np.array([400.0, 300.0, 1.0])
+    for variant in found[1:]:
+        tilt_u = -variant.matrix[0, 1] / variant.matrix[0, 0]
+        tilt_v = -variant.matrix[1, 0] / variant.matrix[1, 1]
+        assert tilt_u == pytest.approx(-tilt_v)  # one rotation
+        assert variant.matrix @ centre == pytest.approx(found[0].matrix @ centre)
+    assert {round(float(np.degrees(np.arctan(-v.matrix[0, 1] / v.matrix[0, 0]))), 2)
+            for v in found} == {0.25, -0.02}  # fmt: skip

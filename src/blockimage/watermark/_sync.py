@@ -295,12 +295,31 @@ def locate(luma: np.ndarray, key: bytes, *, per_axis: int = 2) -> list[Placement
         for zv, ty, py, sv in down:
             # u = TILE/px * (x - y tan(tx)) - TILE/CELLS * su; v likewise with x and y swapped
             gx, gy = TILE / px, TILE / py
-            linear = np.array(
-                [[gx, -gx * np.tan(np.deg2rad(tx))], [-gy * np.tan(np.deg2rad(ty)), gy]]
-            )
+            tan = np.tan(np.deg2rad([tx, ty]))
             offset = -TILE / CELLS * np.array([su, sv])
-            out.append(Placement(np.hstack([linear * scale, offset[:, None]]), min(zu, zv)))
+            out.append(Placement(_affine(gx, gy, tan, offset, scale), min(zu, zv)))
+            if abs(tx + ty) <= _AGREE:
+                continue
+            # A picture's own stripes can tilt one axis's reading; a rotation turns both
+            # alike: also each axis's angle for both (the other axis's offset moved so that
+            # its stripes stay put at the centre), tried right after.
+            for rank, agreed in enumerate(
+                (np.array([-tan[1], tan[1]]), np.array([tan[0], -tan[0]]))
+            ):
+                moved = offset + np.array([gx * wh, gy * ww]) / 2 * (agreed - tan)
+                later = min(zu, zv) - 1e-3 * (rank + 1)
+                out.append(Placement(_affine(gx, gy, agreed, moved, scale), later))
     return sorted(out, key=lambda p: -p.z)
+
+
+_AGREE = 0.1  # degrees: readings of the two axes this far from one rotation get a variant
+
+
+def _affine(gx: float, gy: float, tan: np.ndarray, offset: np.ndarray, scale: float) -> np.ndarray:
+    """Suspect pixels -> canonical grid, from each axis's gain, tilt (tangent) and offset
+    (``scale``: work image pixels per suspect pixel)."""
+    linear = np.array([[gx, -gx * tan[0]], [-gy * tan[1], gy]])
+    return np.hstack([linear * scale, offset[:, None]])
 
 
 def placements(found: Placement, shape: tuple[int, int], canonical: int) -> list[np.ndarray]:
