@@ -7,8 +7,9 @@ the image look random and cannot be read without the key.
 
 False positives: for an unmarked image the soft decoder produces essentially random bits. A
 random 156-bit word lies within distance 10 of one of the 2^80 codewords with probability
-about C(156, <=10) * 2^80 / 2^156 ~ 2^-30, and then the CRC-16 must also hold (2^-16): about
-1.4e-14 per decoding attempt, so 1e-6 allows some 70 million attempts.
+C(156, <=10) * 2^80 / 2^156 = 2.5e-8 (2^-25.3), and then the CRC-16 must also hold (2^-16):
+3.8e-13 per decoding attempt, so 1e-6 allows some 2.6 million attempts (an extraction makes
+at most 17 x 108).
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ the canonical grid lies in a suspect image, in the manner of periodic watermarks
   modulo TILE; the placements that keep the suspect inside the frame are what the decoder tries
   (the BCH code and the CRC decide, see :mod:`._payload`);
 - a reading is good to about a canonical pixel, and the decoder needs a quarter of one: each
-  placement is refined from the template in the suspect drawn onto the grid, the offset in
-  each half of it (a cross-spectrum's phase slope) giving offset and scale per axis.
+  placement is refined from the template in the suspect drawn onto the grid, the sequence's
+  lag in each half of it (a cross-spectrum's phase slope) giving offset, scale and angle per
+  axis; where the two axes' angles do not make one rotation, each axis's angle is also tried
+  for both.
 
 The search works on a band-passed residual divided by its local energy (not by its square
 root): a matched filter's weighting, under which flat areas, where the template shows, count
