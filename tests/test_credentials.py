@@ -362,5 +362,6 @@ def test_signing_keeps_the_coded_image_byte_for_byte(photos, fmt, media_type):
     changed = bytearray(signed)
     changed[-40] ^= 0x01  # in the scan (JPEG) or the image data (PNG)
     assert not same_image_data(data, bytes(changed), fmt)
-    assert not same_image_data(data, signed[: len(signed) // 2], fmt)
+    for cut in (len(signed) // 2, 5, 2):
+        assert not same_image_data(data, signed[:cut], fmt)
     assert not same_image_data(data, signed, "WEBP")

@@ -395,7 +395,7 @@ def same_image_data(a: bytes, b: bytes, fmt: str) -> bool:
             return _jpeg_parts(a) == _jpeg_parts(b)
         if fmt == "PNG":
             return _png_parts(a) == _png_parts(b)
-    except (ValueError, struct.error):
+    except (ValueError, IndexError, struct.error):  # cut short, or not what it says it is
         pass
     return False
 
