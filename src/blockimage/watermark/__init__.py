@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -133,24 +134,18 @@ def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return out
 
 
+def _grid(params: Params) -> dict[str, Any]:
+    """The embedding domain's shape, as :mod:`._dwtsvd` takes it."""
+    return {"canonical": params.canonical, "level": params.level, "block": params.block,
+            "wavelet": params.wavelet}  # fmt: skip
+
+
 def _analyse(luma: np.ndarray, params: Params) -> _dwtsvd.Domain:
-    return _dwtsvd.analyse(
-        luma,
-        canonical=params.canonical,
-        level=params.level,
-        block=params.block,
-        wavelet=params.wavelet,
-    )
+    return _dwtsvd.analyse(luma, **_grid(params))
 
 
 def _strengths(luma: np.ndarray, params: Params) -> np.ndarray:
-    return _dwtsvd.strengths(
-        luma,
-        canonical=params.canonical,
-        level=params.level,
-        block=params.block,
-        wavelet=params.wavelet,
-    )
+    return _dwtsvd.strengths(luma, **_grid(params))
 
 
 def _as_rgb(image: np.ndarray) -> tuple[np.ndarray, bool]:
