@@ -88,6 +88,23 @@ def test_flat_and_blurred_pictures_stay_invisible_and_readable(photos):
         assert watermark.extract(jpeg(m, 75), KEY)[0] == PAYLOAD
 
 
+def test_a_canonical_luma_made_once_gives_the_same_mark_and_reading(marked):
+    """Registration makes the canonical luma once for its duplicate check and the embedding:
+    passed in, it changes neither; one of the wrong size is refused."""
+    original, marked_img = marked["rocket"]
+    canonical = watermark.canonical_luma(original)
+    assert np.array_equal(watermark.embed(original, PAYLOAD, KEY, canonical=canonical), marked_img)
+    found = watermark.extract_details(
+        marked_img, KEY, sync=False, canonical=watermark.canonical_luma(marked_img)
+    )
+    plain = watermark.extract_details(marked_img, KEY, sync=False)
+    assert found.payload == plain.payload == PAYLOAD
+    assert (found.confidence, found.gain) == (plain.confidence, plain.gain)
+    assert np.array_equal(found.bits, plain.bits)
+    with pytest.raises(ValueError, match="canonical"):
+        watermark.embed(original, PAYLOAD, KEY, canonical=canonical[:-1])
+
+
 def test_wrong_key_reads_nothing(marked):
     other = bytes(32)
     for _, m in marked.values():
