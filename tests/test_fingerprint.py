@@ -47,6 +47,16 @@ def test_pdq_hex_follows_threatexchange_convention(astronaut):
     assert pdq_hash(astronaut) == (expected, int(quality))
 
 
+def test_pdq_of_a_large_image_is_the_pdq_of_its_work_image(astronaut):
+    """A large image is hashed through the working resolution, so a caller that has the work
+    image (the matchers' Suspect) gets the same hash from it, bit for bit."""
+    from blockimage.imaging import work_image
+
+    large = np.asarray(Image.fromarray(astronaut).resize((2000, 1500), Image.Resampling.LANCZOS))
+    assert pdq_hash(large) == pdq_hash(work_image(large))
+    assert pdq_distance(pdq_hash(large)[0], pdq_hash(astronaut)[0]) <= 16
+
+
 def test_pdq_matches_reencoded_copy_and_not_another_photo(astronaut, photos):
     h, _ = pdq_hash(astronaut)
     reencoded = decode_image(jpeg_bytes(astronaut, 60)).pixels

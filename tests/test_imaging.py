@@ -29,6 +29,19 @@ def test_whitelisted_formats_decode_to_rgb_uint8(photo, fmt, lossless):
         assert np.array_equal(decoded.pixels, photo)
 
 
+@pytest.mark.parametrize("quality", [95, 75])
+def test_jpeg_is_encoded_as_pillow_would_byte_for_byte(photo, quality):
+    """The JPEG writer (OpenCV's, without Pillow's copies of the array) makes the very file
+    Pillow makes at this quality with 4:4:4 chroma: registered files stay what they were."""
+    noisy = np.random.default_rng(1).integers(0, 256, (301, 457, 3), dtype=np.uint8)
+    for pixels in (photo, noisy, photo[::2, 1::3]):  # the last one not contiguous
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(
+            out, "JPEG", quality=quality, subsampling=0
+        )
+        assert encode_image(pixels, "JPEG", quality=quality) == out.getvalue()
+
+
 def test_exif_orientation_is_applied(photo):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display

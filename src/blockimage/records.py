@@ -161,8 +161,9 @@ class WatermarkMetrics:
     """Imperceptibility and payload fidelity of the embedded watermark.
 
     ``psnr`` is over every pixel and channel of the registered file; ``ssim`` is of the luma
-    with the long side scaled to ``ssim_side`` pixels (None: at full size, as records made
-    before the field measured it); ``nc`` compares the coded bits embedded and read back.
+    with the long side scaled to ``ssim_side`` pixels (the working resolution, 768; older
+    records say 1024; None: at full size, as records made before the field measured it);
+    ``nc`` compares the coded bits embedded and read back.
     """
 
     psnr: float

@@ -46,7 +46,14 @@ from .fingerprint import (
     pdq_hash,
     pixel_sha256,
 )
-from .imaging import DecodedImage, decode_image, encode_image, same_image_data, work_image
+from .imaging import (
+    WORK_SIDE,
+    DecodedImage,
+    decode_image,
+    encode_image,
+    same_image_data,
+    work_image,
+)
 from .inputs import LoadedImage
 from .keys import KeyFileError, KeyStore, check_owner_name
 from .ledger import Ledger, RecordNotFoundError
@@ -59,15 +66,19 @@ __all__ = ["Registrar"]
 
 # Registered files: JPEG inputs stay JPEG (quality 95, 4:4:4 chroma), everything else is PNG.
 _JPEG_QUALITY = 95
-SSIM_SIDE = 1024  # the long side at which the watermark's SSIM is measured
+# The long side at which the watermark's SSIM is measured: the working resolution, whose copies
+# of the submitted and the registered picture the duplicate check and the matchers make anyway.
+SSIM_SIDE = WORK_SIDE
 
 
 @dataclass(frozen=True)
 class _Marked:
-    """The registered file: bytes, decoded pixels, format, and how well the mark came out."""
+    """The registered file: bytes, decoded pixels (and their work image), format, and how well
+    the mark came out."""
 
     data: bytes
     image: DecodedImage
+    work: np.ndarray
     metrics: WatermarkMetrics
 
 
@@ -122,8 +133,8 @@ class Registrar:
         record_id = self._fresh_record_id()
 
         # 1. watermark (and, in the same file, our Content Credentials)
-        marked = self._embed_watermark(item.image, record_id)
-        pdq, pdq_quality = pdq_hash(marked.image.pixels)
+        marked = self._embed_watermark(item.image, submitted, record_id)
+        pdq, pdq_quality = pdq_hash(marked.work)
         if c2pa and marked.image.format in SIGNED_FORMATS:
             title = item.path.name if item.path is not None else record_id
             source = (data, READ_FORMATS[item.image.format], title)
@@ -131,13 +142,15 @@ class Registrar:
             marked = self._sign_credentials(
                 marked, record_id, source, owner, parent_record, pdq_binding, thumbnail=thumbnail
             )
-        registered = Suspect(marked.data, marked.image.pixels, watermark_key=key, sync=False)
+        registered = Suspect(
+            marked.data, marked.image.pixels, watermark_key=key, sync=False, work=marked.work
+        )
         # 2. analyse: content tags (of the registered picture: the mark changes no content, and
         # the backbone's run is then shared with the keypoint matcher's embedding)
         if self._tag_model == DEFAULT_MODEL:
             tags = load_classifier().tags(registered.prediction)
         else:
-            tags = classify(marked.image.pixels, self._tag_model)
+            tags = classify(marked.work, self._tag_model)
         # 3. fingerprint the file that is registered (PDQ of its pixels, taken before signing:
         # the manifest names it as a soft binding)
         fp = Fingerprint(
@@ -234,11 +247,13 @@ class Registrar:
                 "under another owner name"
             )
 
-    def _embed_watermark(self, image: DecodedImage, record_id: str) -> _Marked:
-        """Embed the record id, save in the output format, and check the mark in the saved file."""
+    def _embed_watermark(self, image: DecodedImage, submitted: Suspect, record_id: str) -> _Marked:
+        """Embed the record id, save in the output format, and check the mark in the saved file.
+        ``submitted`` is ``image`` as the duplicate check saw it (its work image and canonical
+        luma are reused)."""
         key = self.keys.watermark_key()
         payload = int(record_id, 16)
-        pixels = watermark.embed(image.pixels, payload, key)
+        pixels = watermark.embed(image.pixels, payload, key, canonical=submitted.canonical)
         fmt = image.format if image.format in ("JPEG", "WEBP") else "PNG"  # WebP: lossless
         data = encode_image(pixels, fmt, quality=_JPEG_QUALITY)
         saved = decode_image(data, max_pixels=self._max_pixels)
@@ -248,16 +263,15 @@ class Registrar:
                 "the watermark could not be read back from the saved image; nothing was "
                 "registered (is the image almost uniform?)"
             )
+        saved_work = work_image(saved.pixels)  # at SSIM_SIDE, as submitted.work
         metrics = WatermarkMetrics(
             psnr=round(psnr(image.pixels, saved.pixels), 2),
             # SSIM at a bounded size: at 20 MP it took 6 s and 1 GB at full size.
-            ssim=round(
-                ssim(work_image(image.pixels, SSIM_SIDE), work_image(saved.pixels, SSIM_SIDE)), 4
-            ),
+            ssim=round(ssim(submitted.work, saved_work), 4),
             nc=round(normalized_correlation(watermark.coded_bits(payload, key), found.bits), 4),
-            ssim_side=min(SSIM_SIDE, max(image.pixels.shape[:2])),
+            ssim_side=max(saved_work.shape[:2]),
         )
-        return _Marked(data, saved, metrics)
+        return _Marked(data, saved, saved_work, metrics)
 
     def _sign_credentials(
         self,

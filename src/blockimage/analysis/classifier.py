@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..imaging import shrink_to
+from ..imaging import work_image
 from ..records import Tag
 from .blind import ModelNotFoundError
 
@@ -82,16 +82,14 @@ class Classifier:
                 self._broader[i, index[b]] = 1.0
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """Resize the short side to 256, centre-crop 224, normalise as the model expects, NCHW.
+        """From the work image (:func:`blockimage.imaging.work_image`, long side 768, which
+        the keypoints and PDQ look at too: a caller that has it passes it), resize the short
+        side to 256, centre-crop 224, normalise as the model expects, NCHW.
 
         The normalisation comes from the model's sidecar ``.json`` (default (x - 127) / 128,
         what EfficientNet-Lite was trained with).
         """
-        h, w = rgb.shape[:2]
-        if min(h, w) >= 4 * 256:  # a camera-size photo: area-averaged to twice the size first
-            half = 512 / min(h, w)  # (Pillow's own copy of 12 MP would cost more than the rest)
-            rgb = shrink_to(rgb, (max(1, round(w * half)), max(1, round(h * half))))
-        img = Image.fromarray(rgb)
+        img = Image.fromarray(work_image(rgb))
         w, h = img.size
         scale = 256 / min(w, h)
         img = img.resize(

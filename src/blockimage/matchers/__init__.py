@@ -88,7 +88,9 @@ class Suspect:
 
     ``data`` is the file's bytes (None for an array input); ``pixels`` its RGB uint8 pixels.
     ``sync``: when the watermark is not read as is, search for it in a crop or a rotation
-    (0.2-0.5 s more; verification does, registration's duplicate check does not).
+    (0.2-0.5 s more; verification does, registration's duplicate check does not). ``work``:
+    the pixels' work image (:func:`blockimage.imaging.work_image`) if the caller has it; PDQ,
+    the keypoints and the backbone all look at it, so it is made once.
     """
 
     def __init__(
@@ -98,11 +100,21 @@ class Suspect:
         *,
         watermark_key: bytes,
         sync: bool = True,
+        work: np.ndarray | None = None,
     ) -> None:
         self.data = data
         self.pixels = pixels
         self._watermark_key = watermark_key
         self._sync = sync
+        if work is not None:
+            self.__dict__["work"] = work  # the cached property's value
+
+    @cached_property
+    def work(self) -> np.ndarray:
+        """The pixels at the working resolution."""
+        from ..imaging import work_image
+
+        return work_image(self.pixels)
 
     @cached_property
     def sha256_file(self) -> str | None:
@@ -115,20 +127,29 @@ class Suspect:
     @cached_property
     def pdq(self) -> tuple[str, int]:
         """(PDQ hash in hex, quality 0-100)."""
-        return pdq_hash(self.pixels)
+        return pdq_hash(self.work)
+
+    @cached_property
+    def canonical(self) -> np.ndarray:
+        """The luma on the watermark's canonical grid (:func:`blockimage.watermark.canonical_luma`:
+        the reading starts from it, and registration embeds from it)."""
+        from ..watermark import canonical_luma
+
+        return canonical_luma(self.pixels)
 
     @cached_property
     def mark(self) -> Extraction:
         """The keyed watermark read from the pixels (payload None if there is none)."""
         from ..watermark import extract_details
 
-        return extract_details(self.pixels, self._watermark_key, sync=self._sync)
+        key = self._watermark_key
+        return extract_details(self.pixels, key, sync=self._sync, canonical=self.canonical)
 
     @cached_property
     def keypoints(self) -> Signature:
         from ..keypoints import signature
 
-        return signature(self.pixels)
+        return signature(self.work)
 
     @cached_property
     def prediction(self) -> Prediction:
@@ -136,7 +157,7 @@ class Suspect:
         one run."""
         from ..analysis.classifier import load_classifier
 
-        return load_classifier().predict(self.pixels)
+        return load_classifier().predict(self.work)
 
     @cached_property
     def embedding(self) -> Embedding:
