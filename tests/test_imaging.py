@@ -42,6 +42,21 @@ def test_jpeg_is_encoded_as_pillow_would_byte_for_byte(photo, quality):
         assert encode_image(pixels, "JPEG", quality=quality) == out.getvalue()
 
 
+def test_a_jpeg_decoded_for_reduced_work_keeps_at_least_the_size_asked(photo):
+    """``at_least``: a JPEG decoded scaled in the DCT domain, never below the long side asked
+    for, its picture the same; other formats, and JPEGs already small, at full size."""
+    big = np.asarray(Image.fromarray(photo).resize((2000, 1320), Image.Resampling.LANCZOS))
+    data = jpeg_bytes(big, 95)
+    full = decode_image(data).pixels
+    reduced = decode_image(data, at_least=768).pixels
+    assert reduced.shape == (660, 1000, 3)  # 1/2: 1/4 would be 500 px, below 768
+    assert decode_image(data, at_least=400).pixels.shape == (330, 500, 3)
+    small = np.asarray(Image.fromarray(full).resize((1000, 660), Image.Resampling.BOX))
+    assert np.abs(reduced.astype(int) - small).mean() < 2.0
+    assert decode_image(png_bytes(big), at_least=768).pixels.shape == big.shape
+    assert decode_image(data, at_least=2000).pixels.shape == big.shape
+
+
 def test_exif_orientation_is_applied(photo):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display

@@ -284,6 +284,31 @@ def test_tampered_copy_is_judged_against_the_stored_original(node, photo_file, p
     assert doc["mask"] and doc["regions"][0]["w"] > 0
 
 
+def test_a_camera_size_original_is_compared_reduced_and_still_finds_the_edit(
+    node, tmp_path, photos
+):
+    """The stored original of a camera-size JPEG is decoded reduced in the DCT domain (it is
+    only looked at at the working resolution): an edit is still found where it is, a re-save
+    is still benign, and the sentences give the registered file's own size."""
+    from blockimage.evaluation import tampered_variant
+
+    big = Image.open(photos["motorcycle"]).convert("RGB").resize((2400, 1640), Image.LANCZOS)
+    path = tmp_path / "big.jpg"
+    big.save(path, "JPEG", quality=92)
+    receipt = node.register(path, owner="alice")
+    pixels = np.asarray(Image.open(receipt.output).convert("RGB"))
+    benign = node.verify(jpeg_bytes(pixels, 80))
+    assert benign.verdict == "benign"
+    assert any("vs registered 2400x1640" in line for line in benign.explanation)
+    donor = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
+    edit = tampered_variant(pixels, "splice", np.random.default_rng(4), donor=donor)
+    verdict = node.verify(jpeg_bytes(edit.pixels, 85))
+    assert verdict.verdict == "tampered"
+    mask = np.asarray(Image.open(io.BytesIO(verdict.mask)).convert("L")) > 0
+    assert mask.shape == pixels.shape[:2]
+    assert (mask & edit.mask).sum() / edit.mask.sum() > 0.5
+
+
 def test_benign_copies_are_benign_with_evidence(node, photo_file):
     receipt = node.register(photo_file("chelsea"), owner="alice")
     img = Image.open(receipt.output).convert("RGB")

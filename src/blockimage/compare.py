@@ -277,10 +277,15 @@ def _change_map(suspect: np.ndarray, original: np.ndarray, valid: np.ndarray) ->
     return heat.astype(np.float32)
 
 
-def compare(suspect: np.ndarray, registered: np.ndarray) -> Comparison:
-    """Compare ``suspect`` with ``registered`` (both RGB uint8). See the module docstring."""
+def compare(
+    suspect: np.ndarray, registered: np.ndarray, *, suspect_work: np.ndarray | None = None
+) -> Comparison:
+    """Compare ``suspect`` with ``registered`` (both RGB uint8). See the module docstring.
+
+    ``registered`` may be any size from its working resolution up (it is only looked at
+    reduced to that); ``suspect_work`` is the suspect's work image, if the caller has it."""
     sh, sw = suspect.shape[:2]
-    s_work = work_image(suspect)
+    s_work = work_image(suspect) if suspect_work is None else suspect_work
     size = (s_work.shape[1], s_work.shape[0])
     rh, rw = registered.shape[:2]
     aspect_gap = abs(sw / sh - rw / rh) / (rw / rh)

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from math import ceil
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -108,7 +109,9 @@ def media_type_of(fmt: str) -> str:
     return _MEDIA_TYPES[fmt]
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, at_least: int | None = None
+) -> DecodedImage:
     """Decode ``data`` into an RGB uint8 array.
 
     Parameters
@@ -117,6 +120,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         The file's bytes.
     max_pixels : int, keyword-only
         Largest accepted width x height, checked from the header before decompressing.
+    at_least : int, keyword-only
+        For work that looks at the image reduced (to the working resolution, say): a JPEG
+        may then be decoded at 1/2, 1/4 or 1/8 of its size in the DCT domain (Pillow's
+        ``draft``), its long side kept at least ``at_least`` pixels. At 12 MP a fifth of the
+        time of a full decode. These are not the file's pixels: never hash them.
 
     Returns
     -------
@@ -129,10 +137,10 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         or a truncated / corrupt file.
     """
     with _libtiff_quiet(data):
-        return _decode(data, max_pixels)
+        return _decode(data, max_pixels, at_least)
 
 
-def _decode(data: bytes, max_pixels: int) -> DecodedImage:
+def _decode(data: bytes, max_pixels: int, at_least: int | None = None) -> DecodedImage:
     image = _open_checked(data, max_pixels)
     with image:
         fmt = image.format or ""
@@ -141,6 +149,10 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
                 # Pillow warns of corrupt EXIF and the like: the pixels decide, and a warning
                 # printed by a library would break the CLI's one-line errors.
                 warnings.simplefilter("ignore")
+                width, height = image.size
+                if at_least is not None and fmt == "JPEG" and max(width, height) > at_least:
+                    scale = at_least / max(width, height)  # the decoder keeps >= this size
+                    image.draft(image.mode, (ceil(width * scale), ceil(height * scale)))
                 image.load()
                 lossless = is_lossless(fmt, data)
                 # Each of these copies the whole image only when it changes something: at
