@@ -131,21 +131,15 @@ def _checked_canonical(canonical: np.ndarray, params: Params) -> np.ndarray:
 
 
 def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """``rgb`` plus the luma change ``delta``, rounded, on every channel, clipped to uint8; a
-    band of rows at a time, as a saturating add of the rises and subtract of the falls (the
-    rounded change is a few grey levels: uint8 holds it)."""
+    """``rgb`` plus the luma change ``delta`` on every channel, rounded (half to even, as
+    np.rint) and clipped to uint8: OpenCV adds the float change to the uint8 band and
+    saturates in one pass, written straight into the result, a band of rows at a time."""
     out = np.empty_like(rgb)
-    channels = rgb.shape[2]
     for top in range(0, rgb.shape[0], _ROWS):
         step = delta[top : top + _ROWS]
-        # OpenCV's saturating conversion rounds half to even, as np.rint does
-        rise = cv2.convertScaleAbs(np.maximum(step, 0.0))
-        fall = cv2.convertScaleAbs(np.minimum(step, 0.0))
-        if channels > 1:
-            rise, fall = cv2.merge([rise] * channels), cv2.merge([fall] * channels)
+        change = cv2.merge([step] * rgb.shape[2]) if rgb.shape[2] > 1 else step
         band = rgb[top : top + _ROWS]
-        raised = cv2.add(band, rise.reshape(band.shape))
-        out[top : top + _ROWS] = cv2.subtract(raised, fall.reshape(band.shape)).reshape(band.shape)
+        cv2.add(band, change.reshape(band.shape), dst=out[top : top + _ROWS], dtype=cv2.CV_8U)
     return out
 
 
