@@ -282,8 +282,9 @@ def compare(
 ) -> Comparison:
     """Compare ``suspect`` with ``registered`` (both RGB uint8). See the module docstring.
 
-    ``registered`` may be any size from its working resolution up (it is only looked at
-    reduced to that); ``suspect_work`` is the suspect's work image, if the caller has it."""
+    ``registered`` is only looked at at the working resolution, so a large one may come
+    decoded reduced (``imaging.decode_image(at_least=WORK_SIDE)``); ``suspect_work`` is the
+    suspect's work image, if the caller has it."""
     sh, sw = suspect.shape[:2]
     s_work = work_image(suspect) if suspect_work is None else suspect_work
     size = (s_work.shape[1], s_work.shape[0])

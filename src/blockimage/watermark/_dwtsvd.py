@@ -125,8 +125,8 @@ def _top_eigenvector(blocks: np.ndarray, squarings: int) -> tuple[np.ndarray, np
     by repeated squaring: (B^T B)^(2^squarings), normalised by its trace at each step, has
     every column along the top eigenvector; the longest is taken, and the eigenvalue is its
     Rayleigh quotient (which errs by the square of the vector's error). The b x b products
-    run as b(b+1)/2 arrays of N entries (the matrices are symmetric): for 4 x 4 blocks a
-    quarter of the time of N small matrix products, a seventh of ``eigh``'s."""
+    run as b(b+1)/2 arrays of N entries (the matrices are symmetric), about half the time of
+    N small matrix products: for 4096 blocks of 4 x 4 the whole takes ~5 ms, ``eigh`` 16."""
     b = blocks.astype(np.float64)
     k = b.shape[2]
     upper = [(i, j) for i in range(k) for j in range(i, k)]
