@@ -151,6 +151,7 @@ def steps(node: Node, photos: list[Path], whole: float) -> None:
         return results
 
     files = [p.read_bytes() for p in photos]
+    each = list(range(len(photos)))  # the steps that take two lists go by index
     pixels = step("decode the submitted file", lambda d: decode_image(d).pixels, files)
     works = step("its work image (768 px)", work_image, pixels)
     canon = step("its canonical luma (512 x 512)", watermark.canonical_luma, pixels)
@@ -158,16 +159,16 @@ def steps(node: Node, photos: list[Path], whole: float) -> None:
     step("duplicate check: PDQ", pdq_hash, works)
     step("duplicate check: read a mark",
          lambda i: watermark.extract_details(pixels[i], key, sync=False, canonical=canon[i]),
-         list(range(len(pixels))))  # fmt: skip
+         each)  # fmt: skip
     marked = step("embed the mark",
                   lambda i: watermark.embed(pixels[i], 7 + i, key, canonical=canon[i]),
-                  list(range(len(pixels))))  # fmt: skip
+                  each)  # fmt: skip
     coded = step("encode JPEG q95 4:4:4", lambda m: encode_image(m, "JPEG"), marked)
     saved = step("decode the saved file", lambda d: decode_image(d).pixels, coded)
     step("read the mark back", lambda s: watermark.extract_details(s, key, sync=False), saved)
     saved_works = step("the saved file's work image", work_image, saved)
     step("SSIM of the work images", lambda i: ssim(works[i], saved_works[i]),
-         list(range(len(saved))))  # fmt: skip
+         each)  # fmt: skip
     step("PDQ of the registered picture", pdq_hash, saved_works)
     manifest = record_manifest(record_id="0123456789abcdef", title="t", owner="bench",
                                log_origin="b", parent=None, pdq="5a" * 32)  # fmt: skip
@@ -176,7 +177,7 @@ def steps(node: Node, photos: list[Path], whole: float) -> None:
          coded)  # fmt: skip
     step("SHA-256 of the registered file and pixels",
          lambda i: (hashlib.sha256(coded[i]).digest(), pixel_sha256(saved[i])),
-         list(range(len(saved))))  # fmt: skip
+         each)  # fmt: skip
     step("classifier (tags and embedding)", classifier.predict, saved_works)
     step("ORB keypoints", signature, saved_works)
     total = sum(t for _, t in rows)

@@ -133,7 +133,7 @@ class Registrar:
         record_id = self._fresh_record_id()
 
         # 1. watermark (and, in the same file, our Content Credentials)
-        marked = self._embed_watermark(item.image, submitted, record_id)
+        marked = self._embed_watermark(submitted, item.image.format, record_id)
         pdq, pdq_quality = pdq_hash(marked.work)
         if c2pa and marked.image.format in SIGNED_FORMATS:
             title = item.path.name if item.path is not None else record_id
@@ -247,14 +247,14 @@ class Registrar:
                 "under another owner name"
             )
 
-    def _embed_watermark(self, image: DecodedImage, submitted: Suspect, record_id: str) -> _Marked:
+    def _embed_watermark(self, submitted: Suspect, source_format: str, record_id: str) -> _Marked:
         """Embed the record id, save in the output format, and check the mark in the saved file.
-        ``submitted`` is ``image`` as the duplicate check saw it (its work image and canonical
-        luma are reused)."""
+        ``submitted`` is the image as the duplicate check saw it (its work image and canonical
+        luma are reused); ``source_format`` its file's format."""
         key = self.keys.watermark_key()
         payload = int(record_id, 16)
-        pixels = watermark.embed(image.pixels, payload, key, canonical=submitted.canonical)
-        fmt = image.format if image.format in ("JPEG", "WEBP") else "PNG"  # WebP: lossless
+        pixels = watermark.embed(submitted.pixels, payload, key, canonical=submitted.canonical)
+        fmt = source_format if source_format in ("JPEG", "WEBP") else "PNG"  # WebP: lossless
         data = encode_image(pixels, fmt, quality=_JPEG_QUALITY)
         saved = decode_image(data, max_pixels=self._max_pixels)
         found = watermark.extract_details(saved.pixels, key, sync=False)
@@ -265,7 +265,7 @@ class Registrar:
             )
         saved_work = work_image(saved.pixels)  # at SSIM_SIDE, as submitted.work
         metrics = WatermarkMetrics(
-            psnr=round(psnr(image.pixels, saved.pixels), 2),
+            psnr=round(psnr(submitted.pixels, saved.pixels), 2),
             # SSIM at a bounded size: at 20 MP it took 6 s and 1 GB at full size.
             ssim=round(ssim(submitted.work, saved_work), 4),
             nc=round(normalized_correlation(watermark.coded_bits(payload, key), found.bits), 4),
